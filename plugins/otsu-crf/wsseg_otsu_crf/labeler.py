@@ -1,0 +1,47 @@
+"""The ``otsu-crf`` pseudo-labeler: METHOD.md step 3 as a :class:`~wsseg.interfaces.PseudoLabeler`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from wsseg.interfaces import PseudoLabeler
+from wsseg_otsu_crf.config import OtsuCRFConfig
+from wsseg_otsu_crf.crf import dense_crf
+from wsseg_otsu_crf.otsu import otsu_suppress
+from wsseg_otsu_crf.probability import cam_to_probability
+
+
+class OtsuCRFLabeler(PseudoLabeler):
+    """CAM -> probabilities in [0.5, 1] -> Multi-Otsu suppression -> DenseCRF -> binary mask.
+
+    The ``myocardium`` argument is checked for shape but not used: as in the paper, the CAM
+    arrives already restricted to the myocardium.
+    """
+
+    Config: ClassVar[type[OtsuCRFConfig]] = OtsuCRFConfig
+    config: OtsuCRFConfig
+
+    def label(self, cam: np.ndarray, image: np.ndarray, myocardium: np.ndarray, weak_label: bool) -> np.ndarray:
+        """Binary ``(H, W)`` pseudo-label; all ``False`` for a negative ``weak_label``."""
+        if image.ndim != 2 or myocardium.shape != image.shape:
+            raise ValueError(f"image and myocardium must both be (H, W); got {image.shape} and {myocardium.shape}")
+        if not weak_label:
+            return np.zeros(image.shape, dtype=bool)
+        cfg = self.config
+        prob = cam_to_probability(cam, image.shape)
+        if cfg.otsu:
+            prob = otsu_suppress(prob, image, cfg.otsu_classes)
+        if not cfg.crf:
+            return prob >= cfg.threshold
+        return dense_crf(
+            prob,
+            image,
+            iterations=cfg.crf_iterations,
+            w1=cfg.w1,
+            w2=cfg.w2,
+            theta_gamma=cfg.theta_gamma,
+            theta_alpha=cfg.theta_alpha,
+            theta_beta=cfg.theta_beta,
+        )

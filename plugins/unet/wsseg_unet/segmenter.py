@@ -1,0 +1,83 @@
+"""The ``unet`` segmenter plugin: a U-Net trained with Dice loss."""
+
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from wsseg.augment import random_dihedral
+from wsseg.interfaces import PluginConfig, Segmenter
+from wsseg.training import Monitor, minibatches, train_loop
+from wsseg_unet.loss import dice_loss
+from wsseg_unet.model import UNet
+
+
+class UNetConfig(PluginConfig):
+    """Width, depth and training schedule of the U-Net."""
+
+    base_channels: int = Field(16, ge=1, description="channels of the first level, doubled per level")
+    depth: int = Field(4, ge=2, le=6, description="number of resolution levels")
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    augment: bool = Field(True, description="random flips and 90-degree rotations while training")
+
+
+class UNetSegmenter(Segmenter):
+    """2D U-Net segmenter (Dice loss, Adam), used for myocardium and fibrosis."""
+
+    Config = UNetConfig
+    config: UNetConfig
+
+    network: UNet | None = None
+
+    def _build(self, in_channels: int) -> UNet:
+        torch.manual_seed(self.seed)
+        cfg = self.config
+        self.network = UNet(in_channels, cfg.base_channels, cfg.depth).to(self.device)
+        return self.network
+
+    def fit(self, inputs, targets, *, val_inputs=None, val_targets=None, monitor: Monitor | None = None) -> None:
+        cfg = self.config
+        network = self._build(inputs.shape[1])
+        data = torch.from_numpy(np.concatenate([inputs, targets[:, None]], axis=1).astype(np.float32))
+
+        def batches(rng: np.random.Generator):
+            for index in minibatches(len(data), cfg.batch_size, rng):
+                batch = data[index]
+                yield random_dihedral(batch, rng) if cfg.augment else batch
+
+        def loss(model, batch):
+            batch = batch.to(self.device)
+            return dice_loss(model(batch[:, :-1])[:, 0], batch[:, -1])
+
+        validate = None
+        if val_inputs is not None and val_targets is not None:
+
+            def validate(model):
+                predicted = self.predict(val_inputs) > 0.5
+                truth = val_targets > 0.5
+                return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
+
+        train_loop(network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor, validate=validate)
+
+    @torch.no_grad()
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        if self.network is None:
+            raise RuntimeError("the U-Net is not trained: call fit or load_state_dict first")
+        self.network.eval()
+        out = [
+            self.network(torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device))[:, 0].cpu()
+            for i in range(0, len(inputs), 64)
+        ]
+        return torch.cat(out).numpy() if out else np.zeros((0, *inputs.shape[2:]), np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.network is None:
+            raise RuntimeError("the U-Net is not trained")
+        return {"in_channels": self.network.down[0][0].in_channels, "weights": self.network.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._build(state["in_channels"]).load_state_dict(state["weights"])
+        self.network.eval()

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny synthetic configuration and one pipeline run reused by several tests."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from wsseg.cli import app
+
+TINY_PARAMS = {
+    "seed": 0,
+    "device": "cpu",
+    "data": {
+        "synthetic": {"n_train_pixel": 3, "n_train_weak": 6, "n_val": 2, "n_test": 2, "min_slices": 4, "max_slices": 5, "image_size": 64},
+        "image_size": 64,
+        "roi_size": 32,
+    },
+    "myocardium": {"config": {"epochs": 3, "base_channels": 4, "depth": 3}},
+    "cam": {"config": {"epochs": 2, "channels": [4, 4, 8, 8, 8, 8, 8, 8]}},
+    "segmentation": {"config": {"epochs": 2, "base_channels": 4, "depth": 3}},
+}
+
+
+def write_params(folder: Path, params: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """Run `wsseg run-all` once on the tiny synthetic set; return (params path, workdir, CLI result)."""
+    folder = tmp_path_factory.mktemp("run")
+    params = write_params(folder, TINY_PARAMS)
+    result = CliRunner().invoke(app, ["run-all", "--params", str(params), "--workdir", str(folder / "data")])
+    return params, folder / "data", result

@@ -1,0 +1,65 @@
+import h5py
+import numpy as np
+import pytest
+
+from wsseg.data import cache
+from wsseg.data.cache import CacheError, config_hash, read_cache, write_cache
+
+
+def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):
+    ragged = [np.ones((2, 3), np.uint8), np.zeros((0, 0), np.uint8), np.arange(4, dtype=np.uint8).reshape(2, 2)]
+    arrays = {"images": np.random.rand(3, 8, 8).astype(np.float32), "case_id": np.array(["a", "b", "c"]), "ragged": ragged}
+    write_cache(tmp_path / "c.h5", arrays, config="abc", level="slice")
+    loaded = read_cache(tmp_path / "c.h5", expected_config="abc")
+    np.testing.assert_array_equal(loaded["images"], arrays["images"])
+    assert list(loaded["case_id"]) == ["a", "b", "c"]
+    assert [r.shape for r in loaded["ragged"]] == [(2, 3), (0, 0), (2, 2)]
+    np.testing.assert_array_equal(loaded["ragged"][2], ragged[2])
+    assert loaded.attrs["level"] == "slice"
+
+
+def test_images_are_chunked_per_slice_and_compressed(tmp_path):
+    write_cache(tmp_path / "c.h5", {"images": np.zeros((4, 16, 16), np.float32)}, config="x")
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["images"].chunks == (1, 16, 16)
+        assert f["images"].compression == "gzip"
+
+
+def test_other_configuration_is_refused_with_the_command_to_rerun(tmp_path):
+    write_cache(tmp_path / "c.h5", {"x": np.zeros(3)}, config="one")
+    with pytest.raises(CacheError, match="another configuration.*wsseg ingest"):
+        read_cache(tmp_path / "c.h5", expected_config="two", rerun="wsseg ingest")
+
+
+def test_other_version_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "__version__", "0.0.0-old")
+    write_cache(tmp_path / "c.h5", {"x": np.zeros(3)}, config="one")
+    monkeypatch.undo()
+    with pytest.raises(CacheError, match="0.0.0-old"):
+        read_cache(tmp_path / "c.h5")
+
+
+def test_failed_write_leaves_the_previous_cache_and_no_temporary_file(tmp_path):
+    write_cache(tmp_path / "c.h5", {"x": np.arange(3)}, config="old")
+
+    class Boom:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_cache(tmp_path / "c.h5", {"y": np.arange(5), "z": Boom()}, config="new")
+    assert read_cache(tmp_path / "c.h5", expected_config="old")["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+
+
+def test_missing_and_corrupt_caches_give_clear_errors(tmp_path):
+    with pytest.raises(CacheError, match="does not exist"):
+        read_cache(tmp_path / "none.h5")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(CacheError, match="not a readable HDF5"):
+        read_cache(tmp_path / "bad.h5")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})

@@ -1,0 +1,42 @@
+import pytest
+
+from wsseg.config import ConfigError, Params, load_params, validate_params
+
+
+def test_defaults_are_valid_and_name_the_builtin_plugins():
+    params = validate_params({})
+    assert (params.myocardium.plugin, params.cam.plugin, params.pseudo_label.plugin) == ("unet", "drn-attention", "otsu-crf")
+
+
+def test_params_yaml_of_the_repository_is_valid():
+    assert isinstance(load_params("params.yaml"), Params)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"seed": "zero"}, "seed: Input should be a valid integer"),
+        ({"data": {"roi_size": 50}}, "data: Value error, roi_size must be a multiple of 16"),
+        ({"cam": {"levels": ["pixel"]}}, "cam.levels.0"),
+        ({"typo_section": 1}, "typo_section: Extra inputs are not permitted"),
+        ({"cam": {"plugin": "no-such-cam"}}, "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention"),
+        ({"myocardium": {"config": {"epochs": "many"}}}, "myocardium.config.epochs: Input should be a valid integer"),
+        ({"segmentation": {"config": {"unknown_key": 1}}}, "segmentation.config.unknown_key: Extra inputs are not permitted"),
+    ],
+)
+def test_each_error_is_one_line_naming_the_key(raw, message):
+    with pytest.raises(ConfigError) as error:
+        validate_params(raw)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
+    (tmp_path / "p.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(tmp_path / "p.yaml")
+
+
+def test_plugin_config_is_validated_into_the_plugins_model():
+    params = validate_params({"segmentation": {"config": {"epochs": 3}}})
+    assert params.plugin_config("segmentation").epochs == 3

@@ -1,0 +1,112 @@
+"""End to end through the CLI on a tiny synthetic set (one shared `run-all`, see conftest)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from tests.conftest import TINY_PARAMS, write_params
+from wsseg.cli import app
+from wsseg.data.cache import read_cache
+
+runner = CliRunner()
+
+
+def test_run_all_writes_metrics_report_and_summary(pipeline_run):
+    _, workdir, result = pipeline_run
+    assert result.exit_code == 0, result.output
+    assert "run-all summary" in result.output and "total" in result.output
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert set(metrics["fibrosis"]) == {"pixel", "slice", "stack"}
+    assert set(metrics["classification"]) == {"slice", "stack"}
+    assert 0 <= metrics["myocardium"]["dice"]["mean"] <= 1
+    report = (workdir / "report" / "report.md").read_text()
+    assert "| Fibrosis | slice |" in report
+    for figure in ("overlays.png", "cams.png", "curves.png"):
+        assert (workdir / "report" / figure).stat().st_size > 10_000
+    assert (workdir / "curves" / "cam-slice" / "plots" / "metrics" / "loss.tsv").exists()
+
+
+def test_weak_stages_never_pseudo_label_outside_the_train_split(pipeline_run):
+    _, workdir, _ = pipeline_run
+    data = read_cache(workdir / "cache" / "dataset.h5")
+    pseudo = read_cache(workdir / "cache" / "pseudo-slice.h5")
+    assert set(data["split"][pseudo["index"]]) == {"train"}
+    negatives = data["slice_label"][pseudo["index"]] == 0
+    assert pseudo["masks"][negatives].sum() == 0
+
+
+def test_predict_writes_the_contract_for_a_folder_of_slices(pipeline_run, tmp_path):
+    params, workdir, _ = pipeline_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for png in sorted((workdir / "synthetic" / "images").glob("*.png"))[:5]:
+        shutil.copy(png, inputs / png.name)
+    big = Image.open(inputs / sorted(p.name for p in inputs.iterdir())[0]).resize((96, 80))
+    big.save(inputs / "other_slice007.png")  # another size and case
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(inputs), "--out", str(out), "--supervision", "stack", "-p", str(params), "-w", str(workdir)])
+    assert result.exit_code == 0, result.output
+    with (out / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert {"image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"} <= set(rows[0])
+    for row in rows:
+        stem = row["image"].removesuffix(".png")
+        size = Image.open(inputs / row["image"]).size
+        for kind, column in (("myocardium", "myocardium_pixels"), ("fibrosis", "fibrosis_pixels")):
+            mask = np.asarray(Image.open(out / f"{stem}_{kind}.png"))
+            assert mask.shape[::-1] == size
+            assert int(row[column]) == (mask > 0).sum()
+        assert 0 <= float(row["fibrosis_probability"]) <= 1
+    assert rows[-1]["case_id"] == "other" and rows[-1]["slice_index"] == "7"
+
+
+def test_a_third_party_pseudo_labeler_runs_in_the_pipeline(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    copy = shutil.copytree(workdir, tmp_path / "data")
+    params = write_params(tmp_path, {**TINY_PARAMS, "pseudo_label": {"plugin": "cam-threshold", "config": {"fraction": 0.3}}})
+    for command in (["pseudo-label", "--level", "slice"], ["train-seg", "--supervision", "slice"]):
+        result = runner.invoke(app, [*command, "-p", str(params), "-w", str(copy)])
+        assert result.exit_code == 0, result.output
+    before = read_cache(workdir / "cache" / "pseudo-slice.h5")["masks"]
+    after = read_cache(copy / "cache" / "pseudo-slice.h5")["masks"]
+    assert not np.array_equal(before, after)
+
+
+def test_a_stale_upstream_cache_is_refused_naming_the_command_to_rerun(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    changed = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "roi_margin": 0.5}}
+    params = write_params(tmp_path, changed)
+    result = runner.invoke(app, ["cams", "--level", "slice", "-p", str(params), "-w", str(workdir)])
+    assert result.exit_code == 2
+    assert "another configuration" in result.output and "wsseg predict-myo" in result.output
+
+
+def test_bad_params_fail_before_any_work_with_one_line(tmp_path):
+    params = write_params(tmp_path, {**TINY_PARAMS, "cam": {"config": {"epochs": "ten"}}})
+    result = runner.invoke(app, ["run-all", "-p", str(params), "-w", str(tmp_path / "data")])
+    assert result.exit_code == 2
+    assert "cam.config.epochs" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_plugin_and_level_are_named(tmp_path):
+    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {"plugin": "nnunet"}})
+    result = runner.invoke(app, ["train-seg", "-p", str(params), "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "segmentation.plugin: no segmenter plugin named 'nnunet'" in result.output
+    result = runner.invoke(app, ["train-cam", "--level", "patient", "-p", str(write_params(tmp_path, TINY_PARAMS)), "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "--level" in result.output
+
+
+def test_plugins_list_shows_the_builtins_as_table_and_json():
+    result = runner.invoke(app, ["plugins", "list"])
+    assert result.exit_code == 0
+    for name in ("drn-attention", "otsu-crf", "unet"):
+        assert name in result.output
+    rows = json.loads(runner.invoke(app, ["plugins", "list", "--json"]).output)
+    assert {(r["name"], r["kind"], r["status"]) for r in rows} >= {("unet", "segmenter", "ok"), ("otsu-crf", "pseudo_labeler", "ok")}
+

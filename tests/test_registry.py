@@ -1,0 +1,65 @@
+import sys
+
+import pytest
+
+from wsseg import registry
+from wsseg.interfaces import PseudoLabeler
+from wsseg.registry import PluginError, get_plugin, list_plugins
+
+
+def install_fake_distribution(root, name: str, entry_points: str, module: str = "", module_name: str = "") -> None:
+    """A minimal installed distribution (dist-info with entry points) on sys.path, as pip would leave it."""
+    info = root / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    if module:
+        (root / f"{module_name}.py").write_text(module)
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry._load.cache_clear()
+    yield tmp_path
+    registry._load.cache_clear()
+    for name in [m for m in sys.modules if m.startswith("fake_")]:
+        del sys.modules[name]
+
+
+def test_builtins_are_listed_with_their_distribution():
+    rows = {(p.name, p.kind): p for p in list_plugins()}
+    assert rows["drn-attention", "cam_generator"].distribution == "wsseg-drn-attention"
+    assert rows["otsu-crf", "pseudo_labeler"].status == "ok"
+    assert rows["unet", "segmenter"].version == "0.1.0"
+
+
+def test_a_broken_plugin_shows_its_error_and_breaks_nothing_else(site):
+    install_fake_distribution(site, "fake-broken", "[wsseg.pseudo_labelers]\nbroken = fake_missing_module:Thing\n")
+    rows = {p.name: p for p in list_plugins()}
+    assert rows["broken"].status == "error" and "fake_missing_module" in rows["broken"].error
+    assert rows["otsu-crf"].status == "ok"
+    with pytest.raises(PluginError, match="failed to import"):
+        get_plugin("pseudo_labeler", "broken")
+
+
+def test_a_class_of_the_wrong_kind_is_refused(site):
+    install_fake_distribution(site, "fake-wrong", "[wsseg.segmenters]\nwrong = fake_wrong:Wrong\n", "class Wrong:\n    pass\n", "fake_wrong")
+    with pytest.raises(PluginError, match="not a subclass of wsseg.Segmenter"):
+        get_plugin("segmenter", "wrong")
+
+
+def test_two_distributions_with_one_name_are_an_error_naming_both(site):
+    install_fake_distribution(site, "fake-one", "[wsseg.segmenters]\nunet = fake_one:X\n")
+    with pytest.raises(PluginError, match="registered twice.*(wsseg-unet.*fake-one|fake-one.*wsseg-unet)"):
+        get_plugin("segmenter", "unet")
+
+
+def test_unknown_name_lists_the_alternatives():
+    with pytest.raises(PluginError, match="available: .*otsu-crf"):
+        get_plugin("pseudo_labeler", "nope")
+
+
+def test_a_third_party_package_is_found_through_its_entry_point():
+    cls = get_plugin("pseudo_labeler", "cam-threshold")
+    assert issubclass(cls, PseudoLabeler) and cls.__module__ == "wsseg_test_plugin"

@@ -1,0 +1,305 @@
+"""The ``wsseg`` command line: one subcommand per pipeline stage, ``run-all``, and ``plugins``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wsseg.checkpoint import CacheError
+from wsseg.config import ConfigError, Params, load_params
+from wsseg.data.readers import DataError
+from wsseg.registry import PluginError, list_plugins
+from wsseg.workspace import Workspace
+
+app = typer.Typer(
+    help=(
+        "Weakly-supervised myocardial fibrosis segmentation in LGE cardiac MRI.\n\n"
+        "Pipeline: synth -> ingest -> train-myo -> predict-myo -> train-cam -> cams -> pseudo-label "
+        "-> train-seg -> predict -> evaluate -> report. `wsseg run-all` runs it all with params.yaml."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="Inspect the installed plugins (CAM generators, pseudo-labelers, segmenters).", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+console = Console()
+errors = Console(stderr=True)
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (missing file = all defaults).")]
+WorkdirOption = Annotated[Path, typer.Option("--workdir", "-w", help="Folder for caches, models, metrics and report.")]
+DeviceOption = Annotated[
+    Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: params.yaml's device, itself 'auto': CUDA when present).")
+]
+LevelOption = Annotated[str, typer.Option("--level", "-l", help="Weak-label level: slice or stack.")]
+SupervisionOption = Annotated[str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")]
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """Turn expected failures (bad config, bad data, stale caches, plugins) into one line on stderr."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, DataError, CacheError, PluginError) as exc:
+            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _setup(params_path: Path, workdir: Path, device: str | None = None) -> tuple[Params, Workspace, str]:
+    from wsseg.training import resolve_device
+
+    params = load_params(params_path)
+    try:
+        resolved = str(resolve_device(device or params.device))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return params, Workspace(workdir), resolved
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{option}: expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _done(message: str) -> None:
+    console.print(f"[green]✓[/green] {message}")
+
+
+@app.command()
+@_friendly_errors
+def synth(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+    """Write the seeded synthetic LGE phantom set (data.synthetic in params.yaml) as a dataset folder."""
+    from wsseg.stages.ingest import synth as run
+
+    p, ws, _ = _setup(params, workdir, "cpu")
+    _done(f"phantoms written to {run(p, ws)}")
+
+
+@app.command()
+@_friendly_errors
+def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+    """Check and resample the dataset folder (data.source: 'synthetic' or a path) into dataset.h5.
+
+    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD
+    volume per case); see the README for the columns.
+    """
+    from wsseg.stages.ingest import ingest as run
+
+    p, ws, _ = _setup(params, workdir, "cpu")
+    _done(f"dataset cache written to {run(p, ws)}")
+
+
+@app.command("train-myo")
+@_friendly_errors
+def train_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+    """Train the myocardium segmenter on the pixel-labelled train cases."""
+    from wsseg.stages.myocardium import train_myocardium
+
+    p, ws, dev = _setup(params, workdir, device)
+    _done(f"myocardium model written to {train_myocardium(p, ws, dev)} ({dev})")
+
+
+@app.command("predict-myo")
+@_friendly_errors
+def predict_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+    """Predict the myocardium of every slice and the region of interest of every case."""
+    from wsseg.stages.myocardium import predict_myocardium
+
+    p, ws, dev = _setup(params, workdir, device)
+    _done(f"myocardium cache written to {predict_myocardium(p, ws, dev)}")
+
+
+@app.command("train-cam")
+@_friendly_errors
+def train_cam(
+    level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
+    """Train the fibrosis classifier (CAM generator) on slice- or stack-level weak labels."""
+    from wsseg.stages.cams import train_cam as run
+
+    p, ws, dev = _setup(params, workdir, device)
+    _done(f"{level}-level CAM model written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)} ({dev})")
+
+
+@app.command()
+@_friendly_errors
+def cams(
+    level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
+    """Compute class activation maps and classifier scores for every slice."""
+    from wsseg.stages.cams import generate_cams
+
+    p, ws, dev = _setup(params, workdir, device)
+    _done(f"{level}-level CAMs written to {generate_cams(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)}")
+
+
+@app.command("pseudo-label")
+@_friendly_errors
+def pseudo_label(level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+    """Turn the train cases' CAMs into pixel pseudo-labels (negative weak label -> empty mask)."""
+    from wsseg.stages.pseudo_labels import pseudo_label as run
+
+    p, ws, _ = _setup(params, workdir, "cpu")
+    _done(f"{level}-level pseudo-labels written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'))}")
+
+
+@app.command("train-seg")
+@_friendly_errors
+def train_seg(
+    supervision: SupervisionOption = "slice",
+    params: ParamsOption = Path("params.yaml"),
+    workdir: WorkdirOption = Path("data"),
+    device: DeviceOption = None,
+) -> None:
+    """Train the fibrosis segmenter on pseudo-labels (slice, stack) or real masks (pixel)."""
+    from wsseg.stages.fibrosis import train_fibrosis
+
+    p, ws, dev = _setup(params, workdir, device)
+    chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
+    _done(f"{chosen}-level fibrosis model written to {train_fibrosis(p, ws, chosen, dev)} ({dev})")
+
+
+@app.command()
+@_friendly_errors
+def predict(
+    input_dir: Annotated[
+        Optional[Path], typer.Argument(help="Folder of <case>_slice<NNN>.png (or NIfTI/MHA volumes). Omit to predict the ingested dataset.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder for masks and predictions.csv (needed with INPUT_DIR).")] = None,
+    supervision: SupervisionOption = "slice",
+    params: ParamsOption = Path("params.yaml"),
+    workdir: WorkdirOption = Path("data"),
+    device: DeviceOption = None,
+) -> None:
+    """Segment myocardium and fibrosis with the models trained in --workdir.
+
+    With INPUT_DIR: writes <stem>_myocardium.png, <stem>_fibrosis.png (0 = no, 255 = yes) at each
+    input's own size, and predictions.csv (image, case_id, slice_index, fibrosis_probability,
+    fibrosis_pixels, myocardium_pixels). Without: predicts dataset.h5 for `wsseg evaluate`.
+    """
+    from wsseg.stages.predict import predict_dataset, predict_folder
+
+    p, ws, dev = _setup(params, workdir, device)
+    chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
+    if input_dir is None:
+        _done(f"{chosen}-level predictions written to {predict_dataset(p, ws, chosen, dev)}")
+        return
+    if out is None:
+        raise ConfigError("--out: an output folder is needed with INPUT_DIR")
+    _done(f"{chosen}-level predictions written to {predict_folder(p, ws, chosen, input_dir, out, dev)}")
+
+
+@app.command()
+@_friendly_errors
+def evaluate(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+    """Score predictions and classifiers on the held-out cases (evaluate.splits) -> metrics.json."""
+    from wsseg.stages.evaluate import evaluate as run
+    from wsseg.stages.evaluate import metrics_table
+
+    p, ws, _ = _setup(params, workdir, "cpu")
+    console.print(metrics_table(run(p, ws)))
+    _done(f"metrics written to {ws.metrics}")
+
+
+@app.command()
+@_friendly_errors
+def report(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+    """Write a Markdown report with the metrics tables, segmentation overlays, CAMs and training curves."""
+    from wsseg.stages.report import report as run
+
+    p, ws, _ = _setup(params, workdir, "cpu")
+    _done(f"report written to {run(p, ws)}")
+
+
+def pipeline_steps(params: Params, ws: Workspace, device: str) -> list[tuple[str, Callable[[], object]]]:
+    """Every stage of the pipeline in order, as (command line, thunk)."""
+    from wsseg.stages import cams as cam_stages
+    from wsseg.stages import evaluate as evaluate_stage
+    from wsseg.stages import fibrosis, ingest, myocardium, predict, pseudo_labels
+    from wsseg.stages import report as report_stage
+
+    steps: list[tuple[str, Callable[[], object]]] = []
+    if params.data.source == "synthetic":
+        steps.append(("synth", lambda: ingest.synth(params, ws)))
+    steps += [
+        ("ingest", lambda: ingest.ingest(params, ws)),
+        ("train-myo", lambda: myocardium.train_myocardium(params, ws, device)),
+        ("predict-myo", lambda: myocardium.predict_myocardium(params, ws, device)),
+    ]
+    for level in params.cam.levels:
+        steps += [
+            (f"train-cam --level {level}", functools.partial(cam_stages.train_cam, params, ws, level, device)),
+            (f"cams --level {level}", functools.partial(cam_stages.generate_cams, params, ws, level, device)),
+        ]
+        if level in params.segmentation.supervisions:
+            steps.append((f"pseudo-label --level {level}", functools.partial(pseudo_labels.pseudo_label, params, ws, level)))
+    for supervision in params.segmentation.supervisions:
+        steps += [
+            (f"train-seg --supervision {supervision}", functools.partial(fibrosis.train_fibrosis, params, ws, supervision, device)),
+            (f"predict --supervision {supervision}", functools.partial(predict.predict_dataset, params, ws, supervision, device)),
+        ]
+    steps += [("evaluate", lambda: evaluate_stage.evaluate(params, ws)), ("report", lambda: report_stage.report(params, ws))]
+    return steps
+
+
+def _peak_memory_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@app.command("run-all")
+@_friendly_errors
+def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+    """Run the whole pipeline with params.yaml, then print the metrics and a timing summary."""
+    from wsseg.stages.evaluate import metrics_table
+
+    p, ws, dev = _setup(params, workdir, device)
+    for supervision in p.segmentation.supervisions:
+        if supervision != "pixel" and supervision not in p.cam.levels:
+            raise ConfigError(f"segmentation.supervisions: '{supervision}' needs cam.levels to include it")
+    console.rule(f"wsseg run-all on {p.data.source} ({dev})")
+    timings = []
+    start = time.perf_counter()
+    for name, step in pipeline_steps(p, ws, dev):
+        console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
+        began = time.perf_counter()
+        step()
+        timings.append((name, time.perf_counter() - began))
+    total = time.perf_counter() - start
+    console.print(metrics_table(json.loads(ws.metrics.read_text())))
+    table = Table(title="run-all summary")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in timings:
+        table.add_row(name, f"{seconds:.1f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{total:.1f}[/bold]")
+    console.print(table)
+    _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
+
+
+@plugins_app.command("list")
+def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List every registered plugin with its kind, distribution, version and import status."""
+    infos = list_plugins()
+    if as_json:
+        print(json.dumps([info.model_dump() for info in infos], indent=2))
+        return
+    table = Table(title="wsseg plugins")
+    for column in ("name", "kind", "distribution", "version", "status"):
+        table.add_column(column)
+    for info in infos:
+        status = "[green]ok[/green]" if info.status == "ok" else f"[red]error[/red]: {info.error}"
+        table.add_row(info.name, info.kind.replace("_", " "), info.distribution, info.version, status)
+    console.print(table)

@@ -1,0 +1,146 @@
+"""``params.yaml``: the pipeline's configuration, validated before any work starts.
+
+Each plugin section names a registered plugin and passes it a ``config`` mapping, which is
+validated against that plugin's own pydantic model. Every error becomes one line naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from wsseg.data.synthetic import SyntheticConfig
+from wsseg.interfaces import Level, PluginConfig
+from wsseg.registry import Kind, PluginError, get_plugin
+
+Supervision = Literal["pixel", "slice", "stack"]
+
+
+class ConfigError(ValueError):
+    """params.yaml is invalid; the message names the offending key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(Section):
+    """Where the slices come from and the grids the networks see."""
+
+    source: str = Field("synthetic", description="'synthetic' or a dataset folder (cases.csv + slices.csv + images/)")
+    synthetic: SyntheticConfig = SyntheticConfig()
+    image_size: int = Field(128, ge=32, description="side of the common grid every slice is resized to at ingest")
+    roi_size: int = Field(64, ge=16, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
+    roi_margin: float = Field(0.25, ge=0, description="crop margin around the myocardium, as a fraction of its extent")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DataParams:
+        if self.roi_size % 16:
+            raise ValueError("roi_size must be a multiple of 16")
+        if self.image_size % 16:
+            raise ValueError("image_size must be a multiple of 16")
+        return self
+
+
+class PluginSection(Section):
+    """A plugin chosen by name and its configuration."""
+
+    plugin: str
+    config: dict = Field(default_factory=dict)
+
+
+class MyocardiumParams(PluginSection):
+    plugin: str = "unet"
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is myocardium")
+
+
+class CAMParams(PluginSection):
+    plugin: str = "drn-attention"
+    levels: list[Level] = Field(default_factory=lambda: ["slice", "stack"])
+
+
+class PseudoLabelParams(PluginSection):
+    plugin: str = "otsu-crf"
+
+
+class SegmentationParams(PluginSection):
+    plugin: str = "unet"
+    supervisions: list[Supervision] = Field(default_factory=lambda: ["pixel", "slice", "stack"])
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is fibrosis")
+
+
+class EvaluateParams(Section):
+    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["val", "test"])
+
+
+class Params(Section):
+    """The whole of params.yaml."""
+
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataParams = DataParams()
+    myocardium: MyocardiumParams = MyocardiumParams()
+    cam: CAMParams = CAMParams()
+    pseudo_label: PseudoLabelParams = PseudoLabelParams()
+    segmentation: SegmentationParams = SegmentationParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    def plugin_config(self, section: str) -> PluginConfig:
+        """The validated config of a plugin section (``myocardium``, ``cam``, ...)."""
+        chosen: PluginSection = getattr(self, section)
+        return get_plugin(PLUGIN_KINDS[section], chosen.plugin).Config.model_validate(chosen.config)
+
+
+PLUGIN_KINDS: dict[str, Kind] = {
+    "myocardium": "segmenter",
+    "cam": "cam_generator",
+    "pseudo_label": "pseudo_labeler",
+    "segmentation": "segmenter",
+}
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in (*prefix.split("."), *first["loc"]) if p != "")
+    given = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
+    return f"{key}: {first['msg']}{given}"
+
+
+def validate_params(raw: dict) -> Params:
+    """Validate a params mapping and each plugin's config; raise :class:`ConfigError` on the first problem."""
+    try:
+        params = Params.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    for section, kind in PLUGIN_KINDS.items():
+        chosen: PluginSection = getattr(params, section)
+        try:
+            plugin = get_plugin(kind, chosen.plugin)
+        except PluginError as exc:
+            raise ConfigError(f"{section}.plugin: {exc}") from None
+        try:
+            plugin.Config.model_validate(chosen.config)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"{section}.config")) from None
+        if section == "cam":
+            unsupported = [level for level in params.cam.levels if level not in plugin.levels]
+            if unsupported:
+                raise ConfigError(f"cam.levels: plugin '{chosen.plugin}' cannot train at level {unsupported[0]}")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; a missing file means all defaults."""
+    path = Path(path)
+    if not path.exists():
+        return validate_params({})
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return validate_params(raw or {})

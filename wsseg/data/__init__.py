@@ -1,0 +1,1 @@
+"""Data sets: EMIDEC-format folders and synthetic LGE phantoms."""

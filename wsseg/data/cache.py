@@ -1,0 +1,112 @@
+"""HDF5 caches between pipeline stages: one dataset per array, written atomically.
+
+Each cache carries the hash of the configuration that produced it and the wsseg version, so a
+stage can refuse an upstream cache made by another configuration instead of silently using it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from wsseg import __version__
+
+
+class CacheError(RuntimeError):
+    """A cache is missing, unreadable, or made by another configuration."""
+
+
+def config_hash(*sections: Any) -> str:
+    """A short, stable hash of JSON-serialisable configuration sections."""
+    text = json.dumps(sections, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _store(group: h5py.File, name: str, value: np.ndarray) -> None:
+    value = np.asarray(value)
+    if value.dtype.kind in "OUS":
+        group.create_dataset(name, data=value.astype(object), dtype=h5py.string_dtype())
+    elif value.ndim >= 2 and value.shape[0] > 0:
+        chunks = (1, *value.shape[1:])  # one slice per chunk
+        group.create_dataset(name, data=value, chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
+    else:
+        group.create_dataset(name, data=value)
+
+
+def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: str, **attrs: Any) -> Path:
+    """Write ``arrays`` to ``path`` through a temporary file and an atomic rename.
+
+    ``config`` is the configuration hash (see :func:`config_hash`); other keyword arguments
+    become HDF5 attributes. Ragged arrays (lists of differently shaped arrays) are stored
+    flattened with their shapes and come back as lists from :func:`read_cache`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"config_hash": config, "wsseg_version": __version__, **attrs})
+            for name, value in arrays.items():
+                if isinstance(value, list):
+                    group = f.create_group(name)
+                    group.attrs["ragged"] = True
+                    shapes = np.array([np.shape(v) for v in value], dtype=np.int64).reshape(len(value), -1)
+                    group.create_dataset("shapes", data=shapes)
+                    flat = np.concatenate([np.ravel(v) for v in value]) if value else np.zeros(0)
+                    group.create_dataset("data", data=flat, compression="gzip", compression_opts=4)
+                else:
+                    _store(f, name, value)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class Cache(dict):
+    """Arrays of one cache file (loaded eagerly; caches here are small) plus its attributes."""
+
+    def __init__(self, path: Path, arrays: dict[str, Any], attrs: dict[str, Any]):
+        super().__init__(arrays)
+        self.path = path
+        self.attrs = attrs
+
+
+def _load(item: h5py.Dataset | h5py.Group) -> Any:
+    if isinstance(item, h5py.Group):
+        shapes, flat = item["shapes"][()], item["data"][()]
+        sizes = np.prod(shapes, axis=1) if len(shapes) else []
+        parts = np.split(flat, np.cumsum(sizes)[:-1]) if len(shapes) else []
+        return [p.reshape(s) for p, s in zip(parts, shapes)]
+    value = item[()]
+    if h5py.check_string_dtype(item.dtype) is not None:
+        value = item.asstr()[()]
+    return value
+
+
+def read_cache(path: str | Path, *, expected_config: str | None = None, rerun: str = "") -> Cache:
+    """Read a cache, refusing one written by another configuration or wsseg version.
+
+    ``rerun`` names the command that rebuilds the cache; it is put in the error message.
+    """
+    path = Path(path)
+    hint = f" Run `{rerun}` first." if rerun else ""
+    if not path.exists():
+        raise CacheError(f"{path} does not exist.{hint}")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            arrays = {name: _load(f[name]) for name in f}
+    except OSError as exc:
+        raise CacheError(f"{path} is not a readable HDF5 cache ({exc}).{hint}") from exc
+    if attrs.get("wsseg_version") != __version__:
+        raise CacheError(f"{path} was written by wsseg {attrs.get('wsseg_version')}, this is {__version__}.{hint}")
+    if expected_config is not None and attrs.get("config_hash") != expected_config:
+        raise CacheError(f"{path} was written with another configuration (params changed).{hint}")
+    return Cache(path, arrays, attrs)

@@ -1,0 +1,84 @@
+"""Grids and regions of interest: intensity normalisation, resizing, ROI boxes, crop and paste.
+
+Boxes are ``(y0, x0, y1, x1)`` in pixel-edge coordinates of the grid they were found on
+(``0..H``, ``0..W``); they may reach past the border, where crops read zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def normalise_intensity(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> np.ndarray:
+    """Map the ``low``..``high`` percentiles of one slice to 0..1 (clipped), float32."""
+    lo, hi = np.percentile(image, [low, high])
+    if hi <= lo:
+        return np.zeros(image.shape, np.float32)
+    return np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def resize(images: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Resize ``(N, H, W)`` to ``(N, *size)``: bilinear (antialiased when shrinking) or nearest."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    if nearest:
+        out = F.interpolate(tensor, size=size, mode="nearest-exact")
+    else:
+        out = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out[:, 0].numpy()
+
+
+def bounding_box(mask: np.ndarray, margin: float, min_size: float) -> tuple[float, float, float, float]:
+    """A square box around the ``True`` pixels of ``mask`` ``(H, W)``, grown by ``margin`` of its side.
+
+    An empty mask gives a centred box of side ``min_size``.
+    """
+    height, width = mask.shape
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        cy, cx, side = height / 2, width / 2, min_size
+    else:
+        cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+        side = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) * (1 + 2 * margin)
+        side = max(side, min_size)
+    return (cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2)
+
+
+def _grid(boxes: np.ndarray, out_size: tuple[int, int], in_size: tuple[int, int]) -> torch.Tensor:
+    """Sampling grid (for ``grid_sample``, align_corners=False) of output pixel centres inside ``boxes``."""
+    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    steps_y = (torch.arange(out_size[0]) + 0.5) / out_size[0]
+    steps_x = (torch.arange(out_size[1]) + 0.5) / out_size[1]
+    y = boxes[:, 0, None] + steps_y[None] * (boxes[:, 2] - boxes[:, 0])[:, None]
+    x = boxes[:, 1, None] + steps_x[None] * (boxes[:, 3] - boxes[:, 1])[:, None]
+    y = y / in_size[0] * 2 - 1
+    x = x / in_size[1] * 2 - 1
+    return torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)
+
+
+def crop(images: np.ndarray, boxes: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Crop each ``(H, W)`` image of ``(N, H, W)`` to its box, resampled to ``size x size``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    grid = _grid(np.asarray(boxes), (size, size), images.shape[1:])
+    out = F.grid_sample(tensor, grid, mode="nearest" if nearest else "bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0].numpy()
+
+
+def paste(crops: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Inverse of :func:`crop`: put each crop back on a ``shape`` grid (zeros outside its box).
+
+    ``scale`` maps box coordinates onto the output grid (output size / grid size the boxes were
+    found on), so crops can go straight back to an image's original resolution.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64) * np.array([scale[0], scale[1], scale[0], scale[1]])
+    height, width = shape
+    ys = (np.arange(height) + 0.5)[None, :]
+    xs = (np.arange(width) + 0.5)[None, :]
+    # Position of every output pixel inside its box, in the crop's normalised coordinates.
+    y = (ys - boxes[:, 0, None]) / (boxes[:, 2] - boxes[:, 0])[:, None] * 2 - 1
+    x = (xs - boxes[:, 1, None]) / (boxes[:, 3] - boxes[:, 1])[:, None] * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(torch.tensor(x)[:, None, :], torch.tensor(y)[:, :, None]), dim=-1).float()
+    tensor = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))[:, None]
+    out = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0].numpy()

@@ -1,0 +1,101 @@
+"""Stage ``evaluate``: predictions and classifier scores on held-out cases -> ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from rich.table import Table
+
+from wsseg.config import Params
+from wsseg.data.cache import read_cache
+from wsseg.metrics import auroc, case_dice, summary
+from wsseg.stages.myocardium import read_dataset
+from wsseg.workspace import Workspace, lineage
+
+
+def _classification(params: Params, ws: Workspace, data, rows: np.ndarray) -> dict:
+    results = {}
+    for level in params.cam.levels:
+        cams = read_cache(ws.cams(level), expected_config=lineage(params, "cams", level), rerun=f"wsseg cams --level {level}")
+        slices = rows & (data["slice_label"] >= 0)
+        _, first = np.unique(data["case_id"], return_index=True)
+        stacks = np.intersect1d(first, np.flatnonzero(rows & (data["stack_label"] >= 0)))
+        results[level] = {
+            "slice_auroc": auroc(cams["slice_score"][slices], data["slice_label"][slices]),
+            "stack_auroc": auroc(cams["stack_score"][stacks], data["stack_label"][stacks]),
+            "n_slices": int(slices.sum()),
+            "n_stacks": int(stacks.size),
+        }
+    return results
+
+
+def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict]:
+    index = np.flatnonzero(rows)
+    cases = data["case_id"][index]
+    truth_fib = [data["fibrosis_original"][i] for i in index]
+    with_fibrosis = {c for c, mask in zip(cases, truth_fib) if mask.any()}
+    fibrosis, myocardium = {}, {}
+    for supervision in params.segmentation.supervisions:
+        pred = read_cache(
+            ws.predictions(supervision), expected_config=lineage(params, "predictions", supervision), rerun=f"wsseg predict --supervision {supervision}"
+        )
+        scores = case_dice([pred["fibrosis_masks"][i] for i in index], truth_fib, cases)
+        flagged = {c for i, c in zip(index, cases) if pred["fibrosis_masks"][i].any()}
+        free = set(cases) - with_fibrosis
+        fibrosis[supervision] = {
+            "dice": summary(scores[c] for c in scores if c in with_fibrosis),
+            "fibrosis_free_cases": len(free),
+            "fibrosis_free_flagged": len(free & flagged),
+            "per_case": scores,
+        }
+        if not myocardium:
+            myo = case_dice([pred["myocardium_masks"][i] for i in index], [data["myocardium_original"][i] for i in index], cases)
+            myocardium = {"dice": summary(myo.values()), "per_case": myo}
+    return fibrosis, myocardium
+
+
+def evaluate(params: Params, ws: Workspace) -> dict:
+    """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
+    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels."""
+    data = read_dataset(params, ws)
+    in_splits = np.isin(data["split"], params.evaluate.splits)
+    fibrosis, myocardium = _segmentation(params, ws, data, in_splits & data["has_mask"])
+    metrics = {
+        "splits": params.evaluate.splits,
+        "n_cases": int(len(np.unique(data["case_id"][in_splits & data["has_mask"]]))),
+        "myocardium": myocardium,
+        "fibrosis": fibrosis,
+        "classification": _classification(params, ws, data, in_splits),
+    }
+    ws.metrics.parent.mkdir(parents=True, exist_ok=True)
+    ws.metrics.write_text(json.dumps(metrics, indent=2, allow_nan=True))
+    return metrics
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def metrics_table(metrics: dict) -> Table:
+    """The paper's Tables 1 and 2 in one terminal table."""
+    table = Table(title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)")
+    for column in ("what", "supervision", "Dice mean ± std", "cases", "fibrosis-free flagged", "AUROC slice", "AUROC stack"):
+        table.add_column(column)
+    if metrics["myocardium"]:
+        d = metrics["myocardium"]["dice"]
+        table.add_row("myocardium", "pixel", f"{_fmt(d['mean'])} ± {_fmt(d['std'])}", str(d["n"]), "", "", "")
+    for supervision, result in metrics["fibrosis"].items():
+        d = result["dice"]
+        auc = metrics["classification"].get(supervision, {})
+        table.add_row(
+            "fibrosis",
+            supervision,
+            f"{_fmt(d['mean'])} ± {_fmt(d['std'])}",
+            str(d["n"]),
+            f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}",
+            _fmt(auc.get("slice_auroc", float("nan"))),
+            _fmt(auc.get("stack_auroc", float("nan"))),
+        )
+    return table

@@ -1,0 +1,98 @@
+"""Stages ``synth`` and ``ingest``: phantoms or a user's folder -> ``dataset.h5``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wsseg.config import Params
+from wsseg.data.cache import write_cache
+from wsseg.data.geometry import normalise_intensity, resize
+from wsseg.data.readers import FIBROSIS_LABELS, MYOCARDIUM_LABELS, DataError, SliceRecord, load_image, load_label, read_folder
+from wsseg.data.synthetic import write_phantom_set
+from wsseg.training import track
+from wsseg.workspace import Workspace, lineage
+
+
+def synth(params: Params, ws: Workspace) -> Path:
+    """Write the seeded synthetic phantom set in the dataset-folder form."""
+    return write_phantom_set(ws.synthetic, params.data.synthetic)
+
+
+def source_folder(params: Params, ws: Workspace) -> Path:
+    """The dataset folder that ``ingest`` reads."""
+    return ws.synthetic if params.data.source == "synthetic" else Path(params.data.source)
+
+
+def prepare_image(raw: np.ndarray, size: int) -> np.ndarray:
+    """A raw slice on the common grid: intensity-normalised to [0, 1], resized to ``size x size``."""
+    return resize(normalise_intensity(raw)[None], (size, size))[0]
+
+
+def _check_training_labels(records: list[SliceRecord], stack_label: np.ndarray) -> None:
+    train = np.array([r.split == "train" for r in records])
+    if not any(r.pixel_labels for r, t in zip(records, train) if t):
+        raise DataError("no train case has pixel labels: the myocardium model needs some (pixel_labels=1 in cases.csv)")
+    if not {0, 1} <= set(stack_label[train].tolist()):
+        raise DataError("the train split needs cases with and without fibrosis (stack_fibrosis 1 and 0)")
+
+
+def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Slice and stack labels, filling unknown ones from label images (slice) and slice labels (stack)."""
+    slice_label = np.array([r.slice_fibrosis for r in records], dtype=np.int8)
+    from_masks = (slice_label < 0) & np.array([mask.size > 0 for mask in fibrosis])
+    slice_label[from_masks] = [int(fibrosis[i].any()) for i in np.flatnonzero(from_masks)]
+    stack_label = np.array([r.stack_fibrosis for r in records], dtype=np.int8)
+    cases = np.array([r.case_id for r in records])
+    for case in np.unique(cases[stack_label < 0]):
+        rows = cases == case
+        if (slice_label[rows] >= 0).all():
+            stack_label[rows] = slice_label[rows].max()
+    return slice_label, stack_label
+
+
+def ingest(params: Params, ws: Workspace) -> Path:
+    """Read, check and resample every slice of the source folder into ``dataset.h5``.
+
+    Images go to a common ``image_size`` grid; label images become myocardium and fibrosis masks
+    on that grid and, for evaluation, at the slice's original resolution.
+    """
+    records = read_folder(source_folder(params, ws))
+    size = params.data.image_size
+    images, myocardium, fibrosis, myo_original, fib_original, shapes = [], [], [], [], [], []
+    for record in track(records, "ingest slices"):
+        raw = load_image(record)
+        label = load_label(record)
+        if label is not None and label.shape != raw.shape:
+            raise DataError(f"{record.label}: size {label.shape} differs from its image {raw.shape}")
+        if label is None:
+            label = np.zeros((0, 0), np.uint8)
+        images.append(prepare_image(raw, size))
+        shapes.append(raw.shape)
+        myo_original.append(np.isin(label, MYOCARDIUM_LABELS).astype(np.uint8))
+        fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8))
+        for masks, full in ((myocardium, myo_original[-1]), (fibrosis, fib_original[-1])):
+            masks.append(resize(full[None], (size, size), nearest=True)[0] if full.size else np.zeros((size, size), np.float32))
+    slice_label, stack_label = _weak_labels(records, fib_original)
+    _check_training_labels(records, stack_label)
+    return write_cache(
+        ws.dataset,
+        {
+            "images": np.stack(images),
+            "myocardium_mask": np.stack(myocardium).astype(np.uint8),
+            "fibrosis_mask": np.stack(fibrosis).astype(np.uint8),
+            "has_mask": np.array([r.pixel_labels for r in records]),
+            "myocardium_original": myo_original,
+            "fibrosis_original": fib_original,
+            "original_shape": np.array(shapes, dtype=np.int64),
+            "case_id": np.array([r.case_id for r in records]),
+            "slice_index": np.array([r.slice_index for r in records]),
+            "split": np.array([r.split for r in records]),
+            "slice_label": slice_label,
+            "stack_label": stack_label,
+            "source": np.array([str(r.image) for r in records]),
+        },
+        config=lineage(params, "dataset"),
+        image_size=size,
+    )

@@ -1,0 +1,158 @@
+"""Stage ``predict``: trained models -> myocardium and fibrosis masks at each input's own size.
+
+``wsseg predict INPUT_DIR --out OUT_DIR`` is a contract scored by outside tools (DESIGN.md
+section 5): for every ``<case>_slice<NNN>.png`` it writes ``<stem>_myocardium.png`` and
+``<stem>_fibrosis.png`` (0 = no, 255 = yes) and one ``predictions.csv``. A folder of volumes
+(NIfTI/MHA/NRRD, one per case) gives ``<case>_myocardium.nii.gz`` / ``<case>_fibrosis.nii.gz``
+with the input's geometry instead.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from wsseg.config import Params, Supervision
+from wsseg.data.cache import write_cache
+from wsseg.data.geometry import crop, paste, resize
+from wsseg.data.readers import VOLUME_SUFFIXES, DataError, list_slice_images, load_image, read_volume
+from wsseg.interfaces import WeakSet
+from wsseg.stages.cams import load_cam_model
+from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
+from wsseg.stages.ingest import prepare_image
+from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset
+from wsseg.training import track
+from wsseg.workspace import Workspace, lineage
+
+CSV_COLUMNS = ["image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"]
+
+
+@dataclass
+class Prediction:
+    """Model outputs for N slices: on the common grid, the ROI grid, and each slice's original size."""
+
+    myocardium_probability: np.ndarray  # (N, S, S)
+    boxes: np.ndarray  # (N, 4) on the common grid
+    fibrosis_roi: np.ndarray  # (N, R, R) probabilities
+    fibrosis_probability: np.ndarray  # (N,) slice-level score
+    myocardium_masks: list[np.ndarray]  # original size, uint8 0/1
+    fibrosis_masks: list[np.ndarray]
+
+
+class Predictor:
+    """Myocardium model -> ROI crop -> fibrosis model (and the slice classifier, when trained).
+
+    The slice-level score is the slice classifier's probability when ``cam.levels`` holds
+    ``slice``, else the highest fibrosis probability in the slice.
+    """
+
+    def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
+        self.params, self.supervision = params, supervision
+        self.myocardium = load_myocardium_model(params, ws, device)
+        self.fibrosis = load_fibrosis_model(params, ws, supervision, device)
+        self.classifier = load_cam_model(params, ws, "slice", device) if "slice" in params.cam.levels else None
+
+    def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
+        """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
+        params, size = self.params, self.params.data.roi_size
+        myo = self.myocardium.predict(images[:, None])
+        boxes = case_boxes(myo, case_ids, params)
+        image_roi, myo_roi = crop(images, boxes, size), crop(myo, boxes, size)
+        fibrosis = self.fibrosis.predict(fibrosis_inputs(image_roi, myo_roi, self.supervision))
+        if self.classifier is not None:
+            stacks = np.unique(case_ids, return_inverse=True)[1]
+            score = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks)).slice_scores
+        else:
+            score = fibrosis.reshape(len(fibrosis), -1).max(axis=1)
+        grid = images.shape[1]
+        myo_masks, fib_masks = [], []
+        for i, shape in enumerate(shapes):
+            shape = tuple(int(s) for s in shape)
+            scale = (shape[0] / grid, shape[1] / grid)
+            myo_masks.append((resize(myo[i : i + 1], shape)[0] > params.myocardium.threshold).astype(np.uint8))
+            fib_masks.append((paste(fibrosis[i : i + 1], boxes[i : i + 1], shape, scale)[0] > params.segmentation.threshold).astype(np.uint8))
+        return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
+
+
+def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
+    """Predict every slice of ``dataset.h5`` into ``predictions-<supervision>.h5`` for evaluation."""
+    data = read_dataset(params, ws)
+    result = Predictor(params, ws, supervision, device)(data["images"], data["case_id"], data["original_shape"])
+    return write_cache(
+        ws.predictions(supervision),
+        {
+            "fibrosis_probability": result.fibrosis_probability,
+            "fibrosis_roi": result.fibrosis_roi.astype(np.float16),
+            "boxes": result.boxes,
+            "myocardium_masks": result.myocardium_masks,
+            "fibrosis_masks": result.fibrosis_masks,
+        },
+        config=lineage(params, "predictions", supervision),
+        supervision=supervision,
+    )
+
+
+def _volumes(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith(VOLUME_SUFFIXES))
+
+
+def predict_folder(params: Params, ws: Workspace, supervision: Supervision, input_dir: Path, out_dir: Path, device: str) -> Path:
+    """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out."""
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if not input_dir.is_dir():
+        raise DataError(f"{input_dir} is not a folder")
+    predictor = Predictor(params, ws, supervision, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    volumes = _volumes(input_dir)
+    rows = _predict_volumes(predictor, volumes, out_dir) if volumes else _predict_slices(predictor, input_dir, out_dir)
+    with (out_dir / "predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+    return out_dir
+
+
+def _grid_images(raws: list[np.ndarray], size: int) -> np.ndarray:
+    return np.stack([prepare_image(raw, size) for raw in raws])
+
+
+def _predict_slices(predictor: Predictor, input_dir: Path, out_dir: Path) -> list[list]:
+    records = list_slice_images(input_dir)
+    raws = [load_image(r) for r in track(records, "read slices")]
+    result = predictor(
+        _grid_images(raws, predictor.params.data.image_size), np.array([r.case_id for r in records]), np.array([raw.shape for raw in raws])
+    )
+    rows = []
+    for i, record in enumerate(track(records, "write masks")):
+        stem = record.image.name.removesuffix(".png")
+        Image.fromarray(result.myocardium_masks[i] * 255).save(out_dir / f"{stem}_myocardium.png")
+        Image.fromarray(result.fibrosis_masks[i] * 255).save(out_dir / f"{stem}_fibrosis.png")
+        rows.append(_csv_row(record.image.name, record.case_id, record.slice_index, result, i))
+    return rows
+
+
+def _predict_volumes(predictor: Predictor, volumes: list[Path], out_dir: Path) -> list[list]:
+    import SimpleITK as sitk
+
+    rows = []
+    for path in track(volumes, "predict volumes"):
+        array, _ = read_volume(path)
+        if not np.isfinite(array).all():
+            raise DataError(f"{path}: contains NaN or infinite values")
+        case = path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
+        result = predictor(_grid_images(list(array), predictor.params.data.image_size), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
+        reference = sitk.ReadImage(str(path))
+        for name, masks in (("myocardium", result.myocardium_masks), ("fibrosis", result.fibrosis_masks)):
+            volume = sitk.GetImageFromArray(np.stack(masks).reshape(sitk.GetArrayFromImage(reference).shape))
+            volume.CopyInformation(reference)
+            sitk.WriteImage(volume, str(out_dir / f"{case}_{name}.nii.gz"))
+        rows += [_csv_row(path.name, case, z, result, z) for z in range(len(array))]
+    return rows
+
+
+def _csv_row(image: str, case: str, index: int, result: Prediction, i: int) -> list:
+    return [image, case, index, f"{result.fibrosis_probability[i]:.6f}", int(result.fibrosis_masks[i].sum()), int(result.myocardium_masks[i].sum())]
