@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_PARAMS, write_params
 from wsseg.cli import app
 from wsseg.data.cache import read_cache
+from wsseg_test_plugin import CAMThresholdLabeler
 
 runner = CliRunner()
 
@@ -72,9 +73,14 @@ def test_a_third_party_pseudo_labeler_runs_in_the_pipeline(pipeline_run, tmp_pat
     for command in (["pseudo-label", "--level", "slice"], ["train-seg", "--supervision", "slice"]):
         result = runner.invoke(app, [*command, "-p", str(params), "-w", str(copy)])
         assert result.exit_code == 0, result.output
-    before = read_cache(workdir / "cache" / "pseudo-slice.h5")["masks"]
-    after = read_cache(copy / "cache" / "pseudo-slice.h5")["masks"]
-    assert not np.array_equal(before, after)
+    pseudo = read_cache(copy / "cache" / "pseudo-slice.h5")
+    assert pseudo.attrs["plugin"] == "cam-threshold"
+    cams = read_cache(copy / "cache" / "cams-slice.h5")["cams"]
+    labeler = CAMThresholdLabeler({"fraction": 0.3})
+    shape = pseudo["masks"].shape[1:]
+    expected = [labeler.label(cams[i], np.zeros(shape), np.zeros(shape), True) for i in pseudo["index"]]
+    positives = read_cache(copy / "cache" / "dataset.h5")["slice_label"][pseudo["index"]] == 1
+    np.testing.assert_array_equal(pseudo["masks"][positives], np.array(expected)[positives])
 
 
 def test_a_stale_upstream_cache_is_refused_naming_the_command_to_rerun(pipeline_run, tmp_path):

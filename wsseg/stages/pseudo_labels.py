@@ -29,4 +29,6 @@ def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
     masks = np.zeros((len(index), *roi.images.shape[1:]), np.uint8)
     for row, i in enumerate(track(index, f"pseudo-label ({level})")):
         masks[row] = labeler.label(cams["cams"][i], roi.images[i], roi.myocardium[i], bool(labels[i] == 1))
-    return write_cache(ws.pseudo_labels(level), {"masks": masks, "index": index}, config=lineage(params, "pseudo_labels", level), level=level)
+    return write_cache(
+        ws.pseudo_labels(level), {"masks": masks, "index": index}, config=lineage(params, "pseudo_labels", level), level=level, plugin=params.pseudo_label.plugin
+    )

@@ -1,0 +1,1 @@
+"""Pipeline stages: one function per step, cache in, cache out."""
