@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from wsseg.cli import app
 
-TINY_PARAMS = {
+OVERRIDES = {
     "seed": 0,
     "device": "cpu",
     "data": {
@@ -20,6 +20,18 @@ TINY_PARAMS = {
     "cam": {"config": {"epochs": 2, "channels": [4, 4, 8, 8, 8, 8, 8, 8]}},
     "segmentation": {"config": {"epochs": 2, "base_channels": 4, "depth": 3}},
 }
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied recursively."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+# The repository's params.yaml, shrunk so the whole pipeline runs in about a minute.
+TINY_PARAMS = merge(yaml.safe_load(Path("params.yaml").read_text()), OVERRIDES)
 
 
 def write_params(folder: Path, params: dict) -> Path:
