@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+from rich import box
 from rich.table import Table
 
 from wsseg.config import Params
@@ -56,6 +57,15 @@ def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tupl
     return fibrosis, myocardium
 
 
+def _json_safe(value):
+    """``value`` with NaN (undefined figures, e.g. AUROC without both classes) as ``None``."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def evaluate(params: Params, ws: Workspace) -> dict:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
     cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels."""
@@ -70,32 +80,33 @@ def evaluate(params: Params, ws: Workspace) -> dict:
         "classification": _classification(params, ws, data, in_splits),
     }
     ws.metrics.parent.mkdir(parents=True, exist_ok=True)
-    ws.metrics.write_text(json.dumps(metrics, indent=2, allow_nan=True))
+    metrics = _json_safe(metrics)
+    ws.metrics.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def metrics_table(metrics: dict) -> Table:
     """The paper's Tables 1 and 2 in one terminal table."""
-    table = Table(title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)")
-    for column in ("what", "supervision", "Dice mean ± std", "cases", "fibrosis-free flagged", "AUROC slice", "AUROC stack"):
+    table = Table(box=box.SIMPLE_HEAD, title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)")
+    for column in ("segmentation", "Dice ± std", "cases", "flagged", "AUC slice", "AUC stack"):
         table.add_column(column)
+    table.caption = "flagged: fibrosis-free cases with fibrosis predicted; AUC: AUROC"
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        table.add_row("myocardium", "pixel", f"{_fmt(d['mean'])} ± {_fmt(d['std'])}", str(d["n"]), "", "", "")
+        table.add_row("myocardium", f"{_fmt(d['mean'])}±{_fmt(d['std'])}", str(d["n"]), "", "", "")
     for supervision, result in metrics["fibrosis"].items():
         d = result["dice"]
         auc = metrics["classification"].get(supervision, {})
         table.add_row(
-            "fibrosis",
-            supervision,
-            f"{_fmt(d['mean'])} ± {_fmt(d['std'])}",
+            f"fibrosis ({supervision})",
+            f"{_fmt(d['mean'])}±{_fmt(d['std'])}",
             str(d["n"]),
             f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}",
-            _fmt(auc.get("slice_auroc", float("nan"))),
-            _fmt(auc.get("stack_auroc", float("nan"))),
+            _fmt(auc.get("slice_auroc")),
+            _fmt(auc.get("stack_auroc")),
         )
     return table
