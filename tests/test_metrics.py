@@ -24,6 +24,9 @@ def test_case_dice_pools_pixels_over_the_slices_of_a_case():
 
 def test_auroc_matches_hand_computed_values():
     assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
     assert auroc([0.5, 0.5], [0, 1]) == 0.5
     assert np.isnan(auroc([0.1, 0.2], [1, 1]))
 

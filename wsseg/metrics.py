@@ -24,14 +24,19 @@ def case_dice(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], case
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half); NaN without both classes."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
-    positives, negatives = scores[labels], scores[~labels]
-    if positives.size == 0 or negatives.size == 0:
+    """Area under the ROC curve (Mann-Whitney U on ranks, ties count half); NaN without both classes."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError("scores and labels need the same length")
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (positives.size * negatives.size))
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
+    ranks = average_rank[inverse]
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from wsseg.augment import random_dihedral
+from wsseg.augment import random_dihedral, random_dihedral_codes
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, train_loop
 from wsseg_unet.loss import dice_loss
@@ -46,7 +46,7 @@ class UNetSegmenter(Segmenter):
         def batches(rng: np.random.Generator):
             for index in minibatches(len(data), cfg.batch_size, rng):
                 batch = data[index]
-                yield random_dihedral(batch, rng) if cfg.augment else batch
+                yield random_dihedral(batch, random_dihedral_codes(len(batch), rng)) if cfg.augment else batch
 
         def loss(model, batch):
             batch = batch.to(self.device)

@@ -1,0 +1,18 @@
+import numpy as np
+import torch
+
+from wsseg.augment import dihedral, random_dihedral, random_dihedral_codes
+
+
+def test_the_eight_codes_are_distinct_and_channels_move_together():
+    x = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).view(2, 2, 4, 4)
+    outs = {tuple(dihedral(x[:1], c).flatten().tolist()) for c in range(8)}
+    assert len(outs) == 8
+    y = random_dihedral(x, np.array([5, 0]))
+    assert torch.equal(y[1], x[1]) and torch.equal(y[0], dihedral(x[:1], 5)[0])
+    assert torch.equal(y[0, 1] - y[0, 0], torch.full((4, 4), 16.0))
+
+
+def test_non_square_inputs_only_get_shape_keeping_codes():
+    codes = random_dihedral_codes(200, np.random.default_rng(0), square=False)
+    assert set(codes.tolist()) == {0, 2, 4, 6}
