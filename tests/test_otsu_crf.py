@@ -60,10 +60,21 @@ def test_mask_is_bool_on_the_image_grid():
     rng = np.random.default_rng(1)
     image = rng.random((48, 36)).astype(np.float32)
     cam = rng.normal(size=(12, 9)).astype(np.float32)
-    mask = OtsuCRFLabeler().label(cam, image, np.zeros_like(image), weak_label=True)
+    mask = OtsuCRFLabeler().label(cam, image, np.ones_like(image), weak_label=True)
     assert isinstance(OtsuCRFLabeler(), PseudoLabeler)
     assert mask.dtype == bool and mask.shape == image.shape
     assert mask.any()
+
+
+def test_cam_is_restricted_to_the_myocardium_on_the_image_grid():
+    image = np.full((32, 32), 0.9, dtype=np.float32)
+    cam = np.ones((8, 8), dtype=np.float32)
+    myocardium = np.zeros_like(image)
+    myocardium[8:24, 8:24] = 0.9
+    config = {"otsu": False, "crf": False}
+    restricted = OtsuCRFLabeler(config).label(cam, image, myocardium, True)
+    assert restricted[8:24, 8:24].all() and restricted.sum() == 16 * 16
+    assert OtsuCRFLabeler({**config, "myocardium_threshold": None}).label(cam, image, myocardium, True).all()
 
 
 def test_probability_map_range_and_peak():
@@ -201,7 +212,7 @@ def test_mask_lies_inside_positive_cam(case, otsu):
         assert mask.dtype == bool and mask.shape == image.shape
         assert not (mask & ~possible).any()
     if otsu is False:
-        mask = OtsuCRFLabeler({"otsu": False, "crf": False}).label(cam, image, image, True)
+        mask = OtsuCRFLabeler({"otsu": False, "crf": False}).label(cam, image, np.ones_like(image), True)
         assert mask[positive].all()
 
 

@@ -59,6 +59,11 @@ class Workspace:
         return self.root / "report"
 
 
+def _plugin(params: Params, section: str) -> dict:
+    """A plugin section as it acts: its name and its config with the plugin's defaults filled in."""
+    return {"plugin": getattr(params, section).plugin, "config": params.plugin_config(section).model_dump(mode="json")}
+
+
 def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     """Hash of every params section that ``artefact`` (for level/supervision ``key``) depends on.
 
@@ -70,18 +75,19 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     if artefact == "dataset":
         return config_hash(data)
     if artefact == "myocardium_model":
-        return config_hash(lineage(params, "dataset"), p["seed"], p["myocardium"]["plugin"], p["myocardium"]["config"])
+        return config_hash(lineage(params, "dataset"), p["seed"], _plugin(params, "myocardium"))
     if artefact == "myocardium":
         roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["myocardium"]["threshold"])
         return config_hash(lineage(params, "myocardium_model"), roi)
     if artefact == "cams":
-        return config_hash(lineage(params, "myocardium"), p["cam"]["plugin"], p["cam"]["config"], key)
+        return config_hash(lineage(params, "myocardium"), _plugin(params, "cam"), key)
     if artefact == "pseudo_labels":
-        return config_hash(lineage(params, "cams", key), p["pseudo_label"])
+        return config_hash(lineage(params, "cams", key), _plugin(params, "pseudo_label"))
     if artefact == "fibrosis":
         upstream = lineage(params, "myocardium") if key == "pixel" else lineage(params, "pseudo_labels", key)
-        return config_hash(upstream, p["segmentation"]["plugin"], p["segmentation"]["config"], key)
+        return config_hash(upstream, _plugin(params, "segmentation"), key)
     if artefact == "predictions":
         classifier = lineage(params, "cams", "slice") if "slice" in p["cam"]["levels"] else None
-        return config_hash(lineage(params, "fibrosis", key), p["segmentation"]["threshold"], classifier)
+        segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"])
+        return config_hash(lineage(params, "fibrosis", key), segmentation, classifier)
     raise ValueError(f"unknown artefact {artefact!r}")

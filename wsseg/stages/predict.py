@@ -63,6 +63,8 @@ class Predictor:
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = crop(images, boxes, size), crop(myo, boxes, size)
         fibrosis = self.fibrosis.predict(fibrosis_inputs(image_roi, myo_roi, self.supervision))
+        if params.segmentation.restrict_to_myocardium:
+            fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         if self.classifier is not None:
             stacks = np.unique(case_ids, return_inverse=True)[1]
             score = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks)).slice_scores

@@ -10,6 +10,13 @@ from wsseg.interfaces import PluginConfig
 class OtsuCRFConfig(PluginConfig):
     """Options of :class:`~wsseg_otsu_crf.OtsuCRFLabeler`; the defaults are the paper's."""
 
+    myocardium_threshold: float | None = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Zero the resized CAM where the myocardium probability is below this (the restricted CAM on "
+        "the image grid, so Otsu and the CRF see myocardium only); null: no restriction beyond the CAM grid's.",
+    )
     otsu: bool = Field(True, description="Suppress pixels darker than the lowest Multi-Otsu threshold.")
     otsu_classes: int = Field(
         3, ge=2, le=5, description="Multi-Otsu classes (search time grows steeply: 5 takes seconds per slice)."

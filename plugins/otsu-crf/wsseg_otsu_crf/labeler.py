@@ -16,8 +16,9 @@ from wsseg_otsu_crf.probability import cam_to_probability
 class OtsuCRFLabeler(PseudoLabeler):
     """CAM -> probabilities in [0.5, 1] -> Multi-Otsu suppression -> DenseCRF -> binary mask.
 
-    The ``myocardium`` argument is checked for shape but not used: as in the paper, the CAM
-    arrives already restricted to the myocardium.
+    The CAM arrives restricted to the myocardium on its own coarse grid; bilinear resizing spreads it
+    into the bright blood pool next to the wall, so by default it is restricted again on the image
+    grid (``myocardium_threshold``) before Otsu and the CRF.
     """
 
     Config: ClassVar[type[OtsuCRFConfig]] = OtsuCRFConfig
@@ -30,7 +31,8 @@ class OtsuCRFLabeler(PseudoLabeler):
         if not weak_label:
             return np.zeros(image.shape, dtype=bool)
         cfg = self.config
-        prob = cam_to_probability(cam, image.shape)
+        mask = None if cfg.myocardium_threshold is None else myocardium >= cfg.myocardium_threshold
+        prob = cam_to_probability(cam, image.shape, mask)
         if cfg.otsu:
             prob = otsu_suppress(prob, image, cfg.otsu_classes)
         if not cfg.crf:

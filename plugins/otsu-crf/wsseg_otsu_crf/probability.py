@@ -6,8 +6,10 @@ import numpy as np
 from skimage.transform import resize
 
 
-def cam_to_probability(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def cam_to_probability(cam: np.ndarray, shape: tuple[int, int], mask: np.ndarray | None = None) -> np.ndarray:
     """Resize ``cam`` bilinearly to ``shape`` and map its positive part to probabilities in [0.5, 1].
+
+    With ``mask`` (bool, ``shape``), the resized CAM is zeroed outside it first.
 
     The resize is ``skimage.transform.resize(order=1, mode="edge", anti_aliasing=False)``, which
     equals ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``. After a ReLU
@@ -21,6 +23,8 @@ def cam_to_probability(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if not np.isfinite(cam).all():
         raise ValueError("cam holds NaN or infinite values")
     positive = np.maximum(resize(cam, shape, order=1, mode="edge", anti_aliasing=False), 0.0)
+    if mask is not None:
+        positive = np.where(mask, positive, 0.0)
     peak = positive.max()
     if peak <= 0.0:
         return np.zeros(shape, dtype=np.float32)
