@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wsseg.checkpoint import read_checkpoint  # noqa: E402
@@ -18,6 +19,9 @@ from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
 from wsseg.stages.myocardium import read_dataset  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
+
+
+FIBROSIS_COLOUR = ListedColormap(["orangered"])
 
 
 def _example_slices(data, splits: list[str], count: int) -> list[int]:
@@ -38,7 +42,7 @@ def _overlay(ax, image, myocardium, fibrosis, title: str) -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     if myocardium is not None and myocardium.any():
         ax.contour(myocardium, levels=[0.5], colors="lime", linewidths=0.8)
-    ax.imshow(np.ma.masked_where(fibrosis < 0.5, fibrosis), cmap="autumn", alpha=0.6, vmin=0, vmax=1)
+    ax.imshow(np.ma.masked_where(fibrosis < 0.5, fibrosis), cmap=FIBROSIS_COLOUR, alpha=0.6, vmin=0, vmax=1)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
