@@ -116,3 +116,27 @@ def test_plugins_list_shows_the_builtins_as_table_and_json():
     rows = json.loads(runner.invoke(app, ["plugins", "list", "--json"]).output)
     assert {(r["name"], r["kind"], r["status"]) for r in rows} >= {("unet", "segmenter", "ok"), ("otsu-crf", "pseudo_labeler", "ok")}
 
+
+
+def test_predict_on_volumes_writes_volumes_with_the_input_geometry(pipeline_run, tmp_path):
+    import SimpleITK as sitk
+
+    params, workdir, _ = pipeline_run
+    slices = sorted((workdir / "synthetic" / "images").glob("case001_slice*.png"))
+    volume = sitk.GetImageFromArray(np.stack([np.asarray(Image.open(p)) for p in slices]).astype(np.int16))
+    volume.SetSpacing((1.4, 1.4, 8.0))
+    volume.SetOrigin((10.0, -5.0, 3.0))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sitk.WriteImage(volume, str(inputs / "patient7.nii.gz"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(inputs), "--out", str(out), "-p", str(params), "-w", str(workdir)])
+    assert result.exit_code == 0, result.output
+    for kind in ("myocardium", "fibrosis"):
+        mask = sitk.ReadImage(str(out / f"patient7_{kind}.nii.gz"))
+        assert mask.GetSize() == volume.GetSize()
+        assert mask.GetSpacing() == volume.GetSpacing() and mask.GetOrigin() == volume.GetOrigin()
+    with (out / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["slice_index"] for r in rows] == [str(z) for z in range(len(slices))]
+    assert {r["case_id"] for r in rows} == {"patient7"}
