@@ -16,9 +16,10 @@ def test_params_yaml_of_the_repository_is_valid():
     ("raw", "message"),
     [
         ({"seed": "zero"}, "seed: Input should be a valid integer"),
-        ({"data": {"roi_size": 50}}, "data: Value error, roi_size must be a multiple of 16"),
+        ({"data": {"roi_size": 50}}, "data.roi_size: must be a multiple of 16"),
         ({"cam": {"levels": ["pixel"]}}, "cam.levels.0"),
         ({"typo_section": 1}, "typo_section: Extra inputs are not permitted"),
+        ({"cam": {"levels": ["slice"]}}, "'stack' needs cam.levels to include it"),
         ({"cam": {"plugin": "no-such-cam"}}, "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention"),
         ({"myocardium": {"config": {"epochs": "many"}}}, "myocardium.config.epochs: Input should be a valid integer"),
         ({"segmentation": {"config": {"unknown_key": 1}}}, "segmentation.config.unknown_key: Extra inputs are not permitted"),

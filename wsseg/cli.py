@@ -266,9 +266,6 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     from wsseg.stages.evaluate import metrics_table
 
     p, ws, dev = _setup(params, workdir, device)
-    for supervision in p.segmentation.supervisions:
-        if supervision != "pixel" and supervision not in p.cam.levels:
-            raise ConfigError(f"segmentation.supervisions: '{supervision}' needs cam.levels to include it")
     console.rule(f"wsseg run-all on {p.data.source} ({dev})")
     timings = []
     start = time.perf_counter()

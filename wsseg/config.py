@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wsseg.data.synthetic import SyntheticConfig
 from wsseg.interfaces import Level, PluginConfig
@@ -36,13 +36,12 @@ class DataParams(Section):
     roi_size: int = Field(64, ge=16, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
     roi_margin: float = Field(0.25, ge=0, description="crop margin around the myocardium, as a fraction of its extent")
 
-    @model_validator(mode="after")
-    def _sizes(self) -> DataParams:
-        if self.roi_size % 16:
-            raise ValueError("roi_size must be a multiple of 16")
-        if self.image_size % 16:
-            raise ValueError("image_size must be a multiple of 16")
-        return self
+    @field_validator("image_size", "roi_size")
+    @classmethod
+    def _multiple_of_16(cls, value: int) -> int:
+        if value % 16:
+            raise ValueError("must be a multiple of 16 (the networks halve it 4 times)")
+        return value
 
 
 class PluginSection(Section):
@@ -91,6 +90,13 @@ class Params(Section):
     segmentation: SegmentationParams = SegmentationParams()
     evaluate: EvaluateParams = EvaluateParams()
 
+    @model_validator(mode="after")
+    def _weak_supervision_has_cams(self) -> Params:
+        missing = [s for s in self.segmentation.supervisions if s != "pixel" and s not in self.cam.levels]
+        if missing:
+            raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
+        return self
+
     def plugin_config(self, section: str) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...)."""
         chosen: PluginSection = getattr(self, section)
@@ -108,8 +114,9 @@ PLUGIN_KINDS: dict[str, Kind] = {
 def _describe(error: ValidationError, prefix: str = "") -> str:
     first = error.errors()[0]
     key = ".".join(str(p) for p in (*prefix.split("."), *first["loc"]) if p != "")
+    message = first["msg"].removeprefix("Value error, ")
     given = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
-    return f"{key}: {first['msg']}{given}"
+    return f"{key}: {message}{given}" if key else message
 
 
 def validate_params(raw: dict) -> Params:
