@@ -93,8 +93,7 @@ def synth(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = P
 def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Check and resample the dataset folder (data.source: 'synthetic' or a path) into dataset.h5.
 
-    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD
-    volume per case); see the README for the columns.
+    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD volume per case); see the README for the columns.
     """
     from wsseg.stages.ingest import ingest as run
 
@@ -186,9 +185,7 @@ def predict(
 ) -> None:
     """Segment myocardium and fibrosis with the models trained in --workdir.
 
-    With INPUT_DIR: writes <stem>_myocardium.png, <stem>_fibrosis.png (0 = no, 255 = yes) at each
-    input's own size, and predictions.csv (image, case_id, slice_index, fibrosis_probability,
-    fibrosis_pixels, myocardium_pixels). Without: predicts dataset.h5 for `wsseg evaluate`.
+    With INPUT_DIR: writes <stem>_myocardium.png and <stem>_fibrosis.png (0 = no, 255 = yes) at each input's own size, and predictions.csv (image, case_id, slice_index, fibrosis_probability, fibrosis_pixels, myocardium_pixels); a folder of volumes gives <case>_myocardium.nii.gz and <case>_fibrosis.nii.gz. Without INPUT_DIR: predicts the ingested dataset for `wsseg evaluate`.
     """
     from wsseg.stages.predict import predict_dataset, predict_folder
 
