@@ -24,6 +24,9 @@ def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     assert set(metrics["fibrosis"]) == {"pixel", "slice", "stack"}
     assert set(metrics["classification"]) == {"slice", "stack"}
     assert 0 <= metrics["myocardium"]["dice"]["mean"] <= 1
+    per_case = json.loads((workdir / "metrics_per_case.json").read_text())
+    assert len(per_case["myocardium"]) == metrics["n_cases"]
+    assert len(per_case["fibrosis_slice"]) == metrics["n_cases"]
     report = (workdir / "report" / "report.md").read_text()
     assert "| Fibrosis | slice |" in report
     for figure in ("overlays.png", "cams.png", "curves.png"):

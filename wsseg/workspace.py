@@ -55,6 +55,10 @@ class Workspace:
         return self.root / "metrics.json"
 
     @property
+    def per_case_metrics(self) -> Path:
+        return self.root / "metrics_per_case.json"
+
+    @property
     def report(self) -> Path:
         return self.root / "report"
 

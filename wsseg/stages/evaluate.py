@@ -32,12 +32,12 @@ def _classification(params: Params, ws: Workspace, data, rows: np.ndarray) -> di
     return results
 
 
-def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict]:
+def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict, dict]:
     index = np.flatnonzero(rows)
     cases = data["case_id"][index]
     truth_fib = [data["fibrosis_original"][i] for i in index]
     with_fibrosis = {c for c, mask in zip(cases, truth_fib) if mask.any()}
-    fibrosis, myocardium = {}, {}
+    fibrosis, myocardium, per_case = {}, {}, {}
     for supervision in params.segmentation.supervisions:
         pred = read_cache(
             ws.predictions(supervision), expected_config=lineage(params, "predictions", supervision), rerun=f"wsseg predict --supervision {supervision}"
@@ -49,12 +49,13 @@ def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tupl
             "dice": summary(scores[c] for c in scores if c in with_fibrosis),
             "fibrosis_free_cases": len(free),
             "fibrosis_free_flagged": len(free & flagged),
-            "per_case": scores,
         }
+        per_case[f"fibrosis_{supervision}"] = scores
         if not myocardium:
             myo = case_dice([pred["myocardium_masks"][i] for i in index], [data["myocardium_original"][i] for i in index], cases)
-            myocardium = {"dice": summary(myo.values()), "per_case": myo}
-    return fibrosis, myocardium
+            myocardium = {"dice": summary(myo.values())}
+            per_case["myocardium"] = myo
+    return fibrosis, myocardium, per_case
 
 
 def _json_safe(value):
@@ -68,10 +69,13 @@ def _json_safe(value):
 
 def evaluate(params: Params, ws: Workspace) -> dict:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
-    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels."""
+    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels.
+
+    The summary goes to ``metrics.json`` (a DVC metric), each case's Dice to ``metrics_per_case.json``.
+    """
     data = read_dataset(params, ws)
     in_splits = np.isin(data["split"], params.evaluate.splits)
-    fibrosis, myocardium = _segmentation(params, ws, data, in_splits & data["has_mask"])
+    fibrosis, myocardium, per_case = _segmentation(params, ws, data, in_splits & data["has_mask"])
     metrics = {
         "splits": params.evaluate.splits,
         "n_cases": int(len(np.unique(data["case_id"][in_splits & data["has_mask"]]))),
@@ -82,6 +86,7 @@ def evaluate(params: Params, ws: Workspace) -> dict:
     ws.metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics = _json_safe(metrics)
     ws.metrics.write_text(json.dumps(metrics, indent=2))
+    ws.per_case_metrics.write_text(json.dumps(per_case, indent=2))
     return metrics
 
 
