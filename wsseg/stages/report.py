@@ -47,10 +47,8 @@ def _overlay(ax, image, myocardium, fibrosis, title: str) -> None:
     ax.axis("off")
 
 
-def overlay_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
+def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path) -> Path | None:
     """Image, myocardium contour and fibrosis for ground truth and each supervision, on example slices."""
-    data = read_dataset(params, ws)
-    rows = _example_slices(data, params.evaluate.splits, 4)
     if not rows:
         return None
     predictions = {s: read_cache(ws.predictions(s)) for s in params.segmentation.supervisions}
@@ -73,25 +71,23 @@ def overlay_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
     return path
 
 
-def cam_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
+def cam_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path) -> Path | None:
     """The restricted CAMs of each level next to the image and true fibrosis, on example slices."""
-    data = read_dataset(params, ws)
-    rows = _example_slices(data, params.evaluate.splits, 4)
     levels = [level for level in params.cam.levels if ws.cams(level).exists()]
     if not rows or not levels:
         return None
     boxes = read_cache(ws.myocardium)["boxes"][rows]
     images = crop(data["images"][rows], boxes, params.data.roi_size)
     truth = crop(data["fibrosis_mask"][rows].astype(np.float32), boxes, params.data.roi_size)
+    cams = {level: read_cache(ws.cams(level)) for level in levels}
     fig, axes = plt.subplots(len(rows), 1 + len(levels), figsize=(2.2 * (1 + len(levels)), 2.2 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
         _overlay(axes[r, 0], images[r], None, truth[r], f"{data['case_id'][i]}: image + true fibrosis")
         for c, level in enumerate(levels, start=1):
-            cams = read_cache(ws.cams(level))
             axes[r, c].imshow(images[r], cmap="gray", vmin=0, vmax=1)
-            cam = np.maximum(cams["cams"][i], 0)
+            cam = np.maximum(cams[level]["cams"][i], 0)
             axes[r, c].imshow(cam, cmap="jet", alpha=0.5, extent=(-0.5, images.shape[2] - 0.5, images.shape[1] - 0.5, -0.5))
-            axes[r, c].set_title(f"{level} CAM, p={cams['slice_score'][i]:.2f}", fontsize=8)
+            axes[r, c].set_title(f"{level} CAM, p={cams[level]['slice_score'][i]:.2f}", fontsize=8)
             axes[r, c].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -144,9 +140,11 @@ def report(params: Params, ws: Workspace) -> Path:
     """Write ``report/report.md`` with the metrics tables and the overlay, CAM and curve figures."""
     metrics = json.loads(ws.metrics.read_text())
     ws.report.mkdir(parents=True, exist_ok=True)
+    data = read_dataset(params, ws)
+    rows = _example_slices(data, params.evaluate.splits, 4)
     figures = {
-        "Segmentations": overlay_figure(params, ws, ws.report / "overlays.png"),
-        "Class activation maps": cam_figure(params, ws, ws.report / "cams.png"),
+        "Segmentations": overlay_figure(params, ws, data, rows, ws.report / "overlays.png"),
+        "Class activation maps": cam_figure(params, ws, data, rows, ws.report / "cams.png"),
         "Training curves": curves_figure(params, ws, ws.report / "curves.png"),
     }
     source = params.data.source
