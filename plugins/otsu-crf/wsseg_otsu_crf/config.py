@@ -11,11 +11,12 @@ class OtsuCRFConfig(PluginConfig):
     """Options of :class:`~wsseg_otsu_crf.OtsuCRFLabeler`; the defaults are the paper's."""
 
     myocardium_threshold: float | None = Field(
-        0.5,
+        None,
         gt=0.0,
         lt=1.0,
         description="Zero the resized CAM where the myocardium probability is below this (the restricted CAM on "
-        "the image grid, so Otsu and the CRF see myocardium only); null: no restriction beyond the CAM grid's.",
+        "the image grid, so Otsu and the CRF see myocardium only); None (the paper): no restriction beyond the "
+        "CAM grid's.",
     )
     otsu: bool = Field(True, description="Suppress pixels darker than the lowest Multi-Otsu threshold.")
     otsu_classes: int = Field(

@@ -17,8 +17,8 @@ class OtsuCRFLabeler(PseudoLabeler):
     """CAM -> probabilities in [0.5, 1] -> Multi-Otsu suppression -> DenseCRF -> binary mask.
 
     The CAM arrives restricted to the myocardium on its own coarse grid; bilinear resizing spreads it
-    into the bright blood pool next to the wall, so by default it is restricted again on the image
-    grid (``myocardium_threshold``) before Otsu and the CRF.
+    into the bright blood pool next to the wall. ``myocardium_threshold`` restricts it again on the
+    image grid before Otsu and the CRF (off by default, as in the paper).
     """
 
     Config: ClassVar[type[OtsuCRFConfig]] = OtsuCRFConfig
