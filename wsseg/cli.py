@@ -14,10 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wsseg.checkpoint import CacheError
 from wsseg.config import ConfigError, Params, load_params
+from wsseg.data.cache import CacheError
 from wsseg.data.readers import DataError
 from wsseg.registry import PluginError, list_plugins
+from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
 app = typer.Typer(
@@ -58,8 +59,6 @@ def _friendly_errors(command: Callable) -> Callable:
 
 
 def _setup(params_path: Path, workdir: Path, device: str | None = None) -> tuple[Params, Workspace, str]:
-    from wsseg.training import resolve_device
-
     params = load_params(params_path)
     try:
         resolved = str(resolve_device(device or params.device))
