@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_PARAMS, write_params
 from wsseg.cli import app
 from wsseg.data.cache import read_cache
+from wsseg.data.geometry import crop
 from wsseg_test_plugin import CAMThresholdLabeler
 
 runner = CliRunner()
@@ -144,3 +145,18 @@ def test_predict_on_volumes_writes_volumes_with_the_input_geometry(pipeline_run,
         rows = list(csv.DictReader(f))
     assert [r["slice_index"] for r in rows] == [str(z) for z in range(len(slices))]
     assert {r["case_id"] for r in rows} == {"patient7"}
+
+
+def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    copy = shutil.copytree(workdir, tmp_path / "data")
+    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {**TINY_PARAMS["segmentation"], "restrict_to_myocardium": True}})
+    result = runner.invoke(app, ["predict", "--supervision", "pixel", "-p", str(params), "-w", str(copy)])
+    assert result.exit_code == 0, result.output
+    free = read_cache(workdir / "cache" / "predictions-pixel.h5")
+    restricted = read_cache(copy / "cache" / "predictions-pixel.h5")
+    for before, after in zip(free["fibrosis_masks"], restricted["fibrosis_masks"]):
+        assert not (after & ~before).any()
+    probability = read_cache(copy / "cache" / "myocardium.h5")["probability"]
+    outside = crop(probability, restricted["boxes"], TINY_PARAMS["data"]["roi_size"]) < TINY_PARAMS["myocardium"]["threshold"]
+    assert restricted["fibrosis_roi"][outside].max() == 0

@@ -90,8 +90,9 @@ def evaluate(params: Params, ws: Workspace) -> dict:
     return metrics
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+def format_figure(value: float | None) -> str:
+    """A metric to three decimals; ``n/a`` where it is undefined (``None`` in metrics.json)."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def metrics_table(metrics: dict) -> Table:
@@ -102,16 +103,16 @@ def metrics_table(metrics: dict) -> Table:
     table.caption = "flagged: fibrosis-free cases with fibrosis predicted; AUC: AUROC"
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        table.add_row("myocardium", f"{_fmt(d['mean'])}±{_fmt(d['std'])}", str(d["n"]), "", "", "")
+        table.add_row("myocardium", f"{format_figure(d['mean'])}±{format_figure(d['std'])}", str(d["n"]), "", "", "")
     for supervision, result in metrics["fibrosis"].items():
         d = result["dice"]
         auc = metrics["classification"].get(supervision, {})
         table.add_row(
             f"fibrosis ({supervision})",
-            f"{_fmt(d['mean'])}±{_fmt(d['std'])}",
+            f"{format_figure(d['mean'])}±{format_figure(d['std'])}",
             str(d["n"]),
             f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}",
-            _fmt(auc.get("slice_auroc")),
-            _fmt(auc.get("stack_auroc")),
+            format_figure(auc.get("slice_auroc")),
+            format_figure(auc.get("stack_auroc")),
         )
     return table

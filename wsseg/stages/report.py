@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,7 @@ from wsseg.checkpoint import read_checkpoint  # noqa: E402
 from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
+from wsseg.stages.evaluate import format_figure  # noqa: E402
 from wsseg.stages.myocardium import read_dataset  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
 
@@ -116,23 +116,19 @@ def curves_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
     return path
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
 def metrics_markdown(metrics: dict) -> str:
     """Tables 1 and 2 of the paper, filled with this run's figures."""
     lines = ["| Tissue | Supervision | Dice (mean ± std) | cases | fibrosis-free cases flagged |", "|---|---|---|---|---|"]
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        lines.append(f"| Myocardium | pixel | {_fmt(d['mean'])} ± {_fmt(d['std'])} | {d['n']} | |")
+        lines.append(f"| Myocardium | pixel | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | |")
     for supervision, result in metrics["fibrosis"].items():
         d = result["dice"]
         flagged = f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}"
-        lines.append(f"| Fibrosis | {supervision} | {_fmt(d['mean'])} ± {_fmt(d['std'])} | {d['n']} | {flagged} |")
+        lines.append(f"| Fibrosis | {supervision} | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | {flagged} |")
     lines += ["", "| Classifier | AUROC per slice | AUROC per stack | slices | stacks |", "|---|---|---|---|---|"]
     for level, result in metrics["classification"].items():
-        lines.append(f"| {level}-level | {_fmt(result['slice_auroc'])} | {_fmt(result['stack_auroc'])} | {result['n_slices']} | {result['n_stacks']} |")
+        lines.append(f"| {level}-level | {format_figure(result['slice_auroc'])} | {format_figure(result['stack_auroc'])} | {result['n_slices']} | {result['n_stacks']} |")
     return "\n".join(lines)
 
 
