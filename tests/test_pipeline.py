@@ -70,6 +70,22 @@ def test_predict_writes_the_contract_for_a_folder_of_slices(pipeline_run, tmp_pa
     assert rows[-1]["case_id"] == "other" and rows[-1]["slice_index"] == "7"
 
 
+def test_predict_with_split_reads_only_that_split_of_a_dataset_folder(pipeline_run, tmp_path):
+    params, workdir, _ = pipeline_run
+    dataset = workdir / "synthetic"
+    with (dataset / "cases.csv").open() as f:
+        val_cases = {row["case_id"] for row in csv.DictReader(f) if row["split"] == "val"}
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(dataset), "--split", "val", "--out", str(out), "-p", str(params), "-w", str(workdir)])
+    assert result.exit_code == 0, result.output
+    with (out / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {row["case_id"] for row in rows} == val_cases
+    assert len(list(out.glob("*_fibrosis.png"))) == len(rows)
+    result = runner.invoke(app, ["predict", str(dataset), "--split", "holdout", "--out", str(out), "-p", str(params), "-w", str(workdir)])
+    assert result.exit_code == 2 and "--split" in result.output
+
+
 def test_a_third_party_pseudo_labeler_runs_in_the_pipeline(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")

@@ -177,6 +177,9 @@ def predict(
         Optional[Path], typer.Argument(help="Folder of <case>_slice<NNN>.png (or NIfTI/MHA volumes). Omit to predict the ingested dataset.")
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder for masks and predictions.csv (needed with INPUT_DIR).")] = None,
+    split: Annotated[
+        Optional[str], typer.Option("--split", help="INPUT_DIR is a dataset folder (cases.csv): predict only the cases of this split, e.g. test.")
+    ] = None,
     supervision: SupervisionOption = "slice",
     params: ParamsOption = Path("params.yaml"),
     workdir: WorkdirOption = Path("data"),
@@ -195,7 +198,9 @@ def predict(
         return
     if out is None:
         raise ConfigError("--out: an output folder is needed with INPUT_DIR")
-    _done(f"{chosen}-level predictions written to {predict_folder(p, ws, chosen, input_dir, out, dev)}")
+    if split is not None:
+        _choice(split, ("train", "val", "test"), "--split")
+    _done(f"{chosen}-level predictions written to {predict_folder(p, ws, chosen, input_dir, out, dev, split)}")
 
 
 @app.command()

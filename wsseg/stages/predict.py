@@ -19,7 +19,7 @@ from PIL import Image
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import crop, paste, resize
-from wsseg.data.readers import VOLUME_SUFFIXES, DataError, list_slice_images, load_image, read_volume
+from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
 from wsseg.interfaces import WeakSet
 from wsseg.stages.cams import load_cam_model
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
@@ -102,15 +102,28 @@ def _volumes(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(VOLUME_SUFFIXES))
 
 
-def predict_folder(params: Params, ws: Workspace, supervision: Supervision, input_dir: Path, out_dir: Path, device: str) -> Path:
-    """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out."""
+def predict_folder(
+    params: Params, ws: Workspace, supervision: Supervision, input_dir: Path, out_dir: Path, device: str, split: str | None = None
+) -> Path:
+    """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out.
+
+    With ``split``, ``input_dir`` is a dataset folder (``cases.csv``) and only that split's slices
+    are predicted.
+    """
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise DataError(f"{input_dir} is not a folder")
     predictor = Predictor(params, ws, supervision, device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    volumes = _volumes(input_dir)
-    rows = _predict_volumes(predictor, volumes, out_dir) if volumes else _predict_slices(predictor, input_dir, out_dir)
+    if split is not None:
+        records = [r for r in read_folder(input_dir) if r.split == split]
+        if not records:
+            raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = _predict_records(predictor, records, out_dir)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        volumes = _volumes(input_dir)
+        rows = _predict_volumes(predictor, volumes, out_dir) if volumes else _predict_records(predictor, list_slice_images(input_dir), out_dir)
     with (out_dir / "predictions.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
@@ -122,15 +135,14 @@ def _grid_images(raws: list[np.ndarray], size: int) -> np.ndarray:
     return np.stack([prepare_image(raw, size) for raw in raws])
 
 
-def _predict_slices(predictor: Predictor, input_dir: Path, out_dir: Path) -> list[list]:
-    records = list_slice_images(input_dir)
+def _predict_records(predictor: Predictor, records: list[SliceRecord], out_dir: Path) -> list[list]:
     raws = [load_image(r) for r in track(records, "read slices")]
     result = predictor(
         _grid_images(raws, predictor.params.data.image_size), np.array([r.case_id for r in records]), np.array([raw.shape for raw in raws])
     )
     rows = []
     for i, record in enumerate(track(records, "write masks")):
-        stem = record.image.name.removesuffix(".png")
+        stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
         Image.fromarray(result.myocardium_masks[i] * 255).save(out_dir / f"{stem}_myocardium.png")
         Image.fromarray(result.fibrosis_masks[i] * 255).save(out_dir / f"{stem}_fibrosis.png")
         rows.append(_csv_row(record.image.name, record.case_id, record.slice_index, result, i))
