@@ -63,3 +63,47 @@ def test_unknown_name_lists_the_alternatives():
 def test_a_third_party_package_is_found_through_its_entry_point():
     cls = get_plugin("pseudo_labeler", "cam-threshold")
     assert issubclass(cls, PseudoLabeler) and cls.__module__ == "wsseg_test_plugin"
+
+
+@pytest.fixture
+def user_config(tmp_path, monkeypatch):
+    """An empty user config folder and no disabled plugins in the environment."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv(registry.DISABLED_ENV, raising=False)
+    return tmp_path / "config"
+
+
+def test_a_plugin_disabled_in_the_environment_is_listed_but_never_imported(user_config, monkeypatch):
+    monkeypatch.setenv(registry.DISABLED_ENV, "cam-threshold, nothing-else")
+    rows = {p.name: p for p in list_plugins()}
+    assert rows["cam-threshold"].status == "disabled" and rows["otsu-crf"].status == "ok"
+    assert "cam-threshold" not in registry.names("pseudo_labeler")
+    with pytest.raises(PluginError, match="'cam-threshold' is disabled"):
+        get_plugin("pseudo_labeler", "cam-threshold")
+
+
+def test_disabling_one_distribution_resolves_a_name_clash(site, user_config):
+    install_fake_distribution(site, "fake-one", "[wsseg.segmenters]\nunet = fake_one:X\n")
+    with pytest.raises(PluginError, match="wsseg plugins disable"):
+        get_plugin("segmenter", "unet")
+    registry.disable("Fake_One:unet")  # distribution names compare as pip does
+    assert get_plugin("segmenter", "unet").__module__ == "wsseg_unet.segmenter"
+    assert {(p.distribution, p.status) for p in list_plugins() if p.name == "unet"} == {("fake-one", "disabled"), ("wsseg-unet", "ok")}
+    registry.enable("Fake_One:unet")
+    with pytest.raises(PluginError, match="registered twice"):
+        get_plugin("segmenter", "unet")
+
+
+def test_disable_and_enable_persist_in_the_user_file_and_refuse_unknown_entries(user_config, monkeypatch):
+    path = registry.disable("cam-threshold")
+    assert path == user_config / "wsseg" / "disabled-plugins.txt" and path.read_text() == "cam-threshold\n"
+    assert registry.disabled() == {"cam-threshold"}
+    registry.enable("cam-threshold")
+    assert registry.disabled() == set()
+    with pytest.raises(PluginError, match="no registered plugin matches 'nope'"):
+        registry.disable("nope")
+    with pytest.raises(PluginError, match="is not disabled"):
+        registry.enable("cam-threshold")
+    monkeypatch.setenv(registry.DISABLED_ENV, "otsu-crf")
+    with pytest.raises(PluginError, match="environment variable"):
+        registry.enable("otsu-crf")

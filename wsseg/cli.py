@@ -17,7 +17,7 @@ from rich.table import Table
 from wsseg.config import ConfigError, Params, load_params
 from wsseg.data.cache import CacheError
 from wsseg.data.readers import DataError
-from wsseg.registry import PluginError, list_plugins
+from wsseg.registry import GROUPS, Kind, PluginError, disable, enable, get_plugin, kinds_of, list_plugins
 from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
@@ -30,7 +30,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-plugins_app = typer.Typer(help="Inspect the installed plugins (CAM generators, pseudo-labelers, segmenters).", no_args_is_help=True)
+plugins_app = typer.Typer(
+    help="List, validate, scaffold, disable and enable plugins (CAM generators, pseudo-labelers, segmenters); see docs/plugins.md.",
+    no_args_is_help=True,
+)
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 errors = Console(stderr=True)
@@ -287,9 +290,19 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
 
 
+KindArgument = Annotated[str, typer.Argument(help="cam-generator, pseudo-labeler or segmenter.")]
+
+
+def _kind(value: str) -> Kind:
+    kind = value.replace("-", "_")
+    if kind not in GROUPS:
+        raise PluginError(f"KIND: expected one of cam-generator, pseudo-labeler, segmenter, got {value!r}")
+    return kind  # type: ignore[return-value]
+
+
 @plugins_app.command("list")
 def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
-    """List every registered plugin with its kind, distribution, version and import status."""
+    """List every registered plugin with its kind, distribution, version and status (ok, error, disabled)."""
     infos = list_plugins()
     if as_json:
         print(json.dumps([info.model_dump() for info in infos], indent=2))
@@ -297,7 +310,72 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     table = Table(title="wsseg plugins")
     for column in ("name", "kind", "distribution", "version", "status"):
         table.add_column(column)
+    colours = {"ok": "green", "error": "red", "disabled": "yellow"}
     for info in infos:
-        status = "[green]ok[/green]" if info.status == "ok" else f"[red]error[/red]: {info.error}"
+        status = f"[{colours[info.status]}]{info.status}[/{colours[info.status]}]" + (f": {info.error}" if info.error else "")
         table.add_row(info.name, info.kind.replace("_", " "), info.distribution, info.version, status)
     console.print(table)
+
+
+@plugins_app.command("validate")
+@_friendly_errors
+def plugins_validate(
+    name: Annotated[str, typer.Argument(help="Registered plugin name, as in `wsseg plugins list`.")],
+    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="cam-generator, pseudo-labeler or segmenter (needed only when NAME is registered for several kinds).")] = None,
+    config: Annotated[str, typer.Option("--config", "-c", help="Config overrides as a YAML/JSON mapping, e.g. '{epochs: 1}' to train briefly.")] = "{}",
+    device: Annotated[str, typer.Option("--device", help="Device to run the checks on: cpu or cuda.")] = "cpu",
+) -> None:
+    """Import a plugin and run the conformance kit (wsseg.testing) on it, one line per check.
+
+    Checks the interface, the config model and, on small synthetic phantoms, the outputs' shapes, dtypes and ranges, determinism under a seed and the state_dict round trip. Exit code 1 if a check fails.
+    """
+    import yaml
+
+    from wsseg.testing import check_plugin
+
+    kinds = [_kind(kind)] if kind else kinds_of(name)
+    if not kinds:
+        raise PluginError(f"no plugin named '{name}' (see `wsseg plugins list`)")
+    if len(kinds) > 1:
+        raise PluginError(f"'{name}' is registered as {' and '.join(k.replace('_', ' ') for k in kinds)}: choose one with --kind")
+    overrides = yaml.safe_load(config)
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"--config: expected a mapping such as '{{epochs: 1}}', got {config!r}")
+    cls = get_plugin(kinds[0], name)
+    console.print(f"validating {kinds[0].replace('_', ' ')} [bold]{name}[/bold] ({cls.__module__}.{cls.__qualname__})")
+    checks = check_plugin(cls, overrides, device=device)
+    for check in checks:
+        mark = "[green]✓[/green]" if check.passed else "[red]✗[/red]"
+        console.print(f"{mark} {check.name}" + (f": {check.detail}" if check.detail else ""), highlight=False, soft_wrap=True)
+    failed = sum(not check.passed for check in checks)
+    console.print(f"{len(checks) - failed}/{len(checks)} checks passed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@plugins_app.command("new")
+@_friendly_errors
+def plugins_new(
+    kind: KindArgument,
+    name: Annotated[str, typer.Argument(help="Plugin name for params.yaml, e.g. my-crf (package wsseg-my-crf).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the package in.")] = Path("."),
+) -> None:
+    """Scaffold an installable plugin package: pyproject.toml with the entry point, config, README and a passing test."""
+    from wsseg.scaffold import scaffold
+
+    root = scaffold(_kind(kind), name, out)
+    _done(f"{root} written; next: pip install -e {root} && python -m pytest {root / 'tests'}")
+
+
+@plugins_app.command("disable")
+@_friendly_errors
+def plugins_disable(entry: Annotated[str, typer.Argument(help="Plugin name, or DISTRIBUTION:NAME to disable one of two that clash.")]) -> None:
+    """Disable a plugin: it is no longer imported nor selectable (stored in the user's wsseg config)."""
+    _done(f"'{entry}' disabled (in {disable(entry)})")
+
+
+@plugins_app.command("enable")
+@_friendly_errors
+def plugins_enable(entry: Annotated[str, typer.Argument(help="An entry given to `wsseg plugins disable`.")]) -> None:
+    """Enable a plugin disabled with `wsseg plugins disable`."""
+    _done(f"'{entry}' enabled (in {enable(entry)})")
