@@ -16,7 +16,9 @@ and its ``image``/``label`` columns may be left out.
 from __future__ import annotations
 
 import csv
+import gzip
 import re
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -57,10 +59,14 @@ class SliceRecord:
 
 def _rows(path: Path) -> list[dict[str, str]]:
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
     except FileNotFoundError:
         raise DataError(f"{path} is missing") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except (OSError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
 
 
 def _binary(value: str, where: str, allow_empty: bool = True) -> int:
@@ -78,7 +84,10 @@ def _require(rows: list[dict[str, str]], columns: tuple[str, ...], path: Path) -
 
 
 def read_cases(folder: Path) -> dict[str, dict]:
-    """``cases.csv`` as ``{case_id: {split, pixel_labels, stack_fibrosis}}``, checked."""
+    """``cases.csv`` as ``{case_id: {split, pixel_labels, stack_fibrosis}}``, checked.
+
+    ``pixel_labels`` is ``None`` where the column is missing or empty (then label files decide).
+    """
     path = folder / "cases.csv"
     rows = _rows(path)
     _require(rows, ("case_id", "split"), path)
@@ -86,34 +95,45 @@ def read_cases(folder: Path) -> dict[str, dict]:
     for line, row in enumerate(rows, start=2):
         where = f"{path}:{line}"
         case = row["case_id"]
+        if not case:
+            raise DataError(f"{where}: case_id is empty")
         if case in cases:
             raise DataError(f"{where}: case {case} is listed twice")
         if row["split"] not in SPLITS:
             raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {row['split']!r}")
+        pixel_labels = _binary(row.get("pixel_labels", ""), where)
         cases[case] = {
             "split": row["split"],
-            "pixel_labels": _binary(row.get("pixel_labels", "0") or "0", where) == 1,
+            "pixel_labels": None if pixel_labels < 0 else pixel_labels == 1,
             "stack_fibrosis": _binary(row.get("stack_fibrosis", ""), where),
+            "where": where,
         }
     return cases
 
 
-def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
-    path = folder / "slices.csv"
+def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -> list[tuple[str, dict[str, str], str, int]]:
+    """Rows of ``slices.csv`` as ``(where, row, case, index)``: known cases, integer indices, no duplicates."""
     rows = _rows(path)
-    _require(rows, ("case_id", "slice_index", "image"), path)
-    records, seen = [], set()
+    _require(rows, ("case_id", "slice_index", *columns), path)
+    table, seen = [], set()
     for line, row in enumerate(rows, start=2):
         where = f"{path}:{line}"
         case = row["case_id"]
         if case not in cases:
-            raise DataError(f"{where}: case {case} is not in cases.csv")
+            raise DataError(f"{where}: case {case!r} is not in cases.csv")
         if not row["slice_index"].isdigit():
             raise DataError(f"{where}: slice_index must be a non-negative integer, got {row['slice_index']!r}")
         key = (case, int(row["slice_index"]))
         if key in seen:
             raise DataError(f"{where}: slice {key[1]} of case {case} is listed twice")
         seen.add(key)
+        table.append((where, row, case, key[1]))
+    return table
+
+
+def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
+    records = []
+    for where, row, case, index in _slice_table(folder / "slices.csv", cases, ("image",)):
         image = folder / row["image"]
         label = folder / row["label"] if row.get("label") else None
         for file in (image, label):
@@ -123,7 +143,7 @@ def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
         records.append(
             SliceRecord(
                 case_id=case,
-                slice_index=key[1],
+                slice_index=index,
                 image=image,
                 label=label,
                 split=info["split"],
@@ -145,41 +165,85 @@ def _volume_file(directory: Path, case: str) -> Path | None:
 def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
     slice_labels = {}
     if (folder / "slices.csv").exists():
-        for line, row in enumerate(_rows(folder / "slices.csv"), start=2):
-            slice_labels[(row["case_id"], int(row["slice_index"]))] = _binary(row.get("slice_fibrosis", ""), f"slices.csv:{line}")
+        for where, row, case, index in _slice_table(folder / "slices.csv", cases, ()):
+            slice_labels[(case, index)] = (_binary(row.get("slice_fibrosis", ""), where), where)
     records = []
     for case, info in cases.items():
         image = _volume_file(folder / "images", case)
         if image is None:
             raise DataError(f"{folder / 'images'}: no volume for case {case} ({', '.join(VOLUME_SUFFIXES)})")
         label = _volume_file(folder / "labels", case)
-        depth = read_volume(image)[0].shape[0]
-        for z in range(depth):
-            records.append(
-                SliceRecord(case, z, image, label, info["split"], label is not None, slice_labels.get((case, z), -1), info["stack_fibrosis"], z)
-            )
+        shape = read_volume(image)[0].shape
+        if label is not None and read_volume(label)[0].shape != shape:
+            raise DataError(f"{label}: size {read_volume(label)[0].shape} differs from its image {shape}")
+        for z in range(shape[0]):
+            fibrosis = slice_labels.pop((case, z), (-1, ""))[0]
+            records.append(SliceRecord(case, z, image, label, info["split"], label is not None, fibrosis, info["stack_fibrosis"], z))
+    if slice_labels:
+        (case, z), (_, where) = next(iter(slice_labels.items()))
+        raise DataError(f"{where}: case {case} has no slice {z} (its volume has fewer slices)")
     return records
+
+
+def _check_case(case: str, info: dict, slices: list[SliceRecord], folder: Path) -> None:
+    """One case's slices agree with its row in cases.csv: pixel labels and stack label."""
+    where = info["where"]
+    if not slices:
+        raise DataError(f"{where}: case {case} has no slices")
+    unlabelled = [r.slice_index for r in slices if r.label is None]
+    if info["pixel_labels"] and unlabelled:
+        raise DataError(f"{where}: case {case} has pixel_labels 1 but slice {unlabelled[0]} has no label image")
+    if info["pixel_labels"] is False and len(unlabelled) < len(slices):
+        raise DataError(f"{where}: case {case} has pixel_labels 0 but label images in {folder / 'labels'} or slices.csv")
+    check_stack_label(case, info["stack_fibrosis"], [r.slice_fibrosis for r in slices], where)
+
+
+def check_stack_label(case: str, stack: int, slice_labels: list[int], where: str) -> None:
+    """Refuse a stack label that contradicts its slice labels (0/1, or -1 where unknown)."""
+    if stack == 0 and 1 in slice_labels:
+        raise DataError(f"{where}: case {case} has stack_fibrosis 0 but a slice with fibrosis")
+    if stack == 1 and slice_labels and all(label == 0 for label in slice_labels):
+        raise DataError(f"{where}: case {case} has stack_fibrosis 1 but none of its slices has fibrosis")
 
 
 def read_folder(folder: str | Path) -> list[SliceRecord]:
     """Every slice of a dataset folder (PNG slices or volumes), with its labels, checked.
 
-    Raises :class:`DataError` for missing files, unknown cases, duplicate slices, labels
-    other than 0/1, and a negative stack label on a case with a positive slice.
+    Raises :class:`DataError` for missing or unreadable files, unknown cases, duplicate slices,
+    labels other than 0/1, label files that contradict ``pixel_labels``, and a stack label that
+    contradicts its slice labels.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
+    if not any(folder.iterdir()):
+        raise DataError(f"{folder} is empty: a dataset folder holds cases.csv, slices.csv, images/ and labels/ (see the README)")
     cases = read_cases(folder)
-    has_volumes = any(_volume_file(folder / "images", c) for c in list(cases)[:1])
+    has_volumes = any(_volume_file(folder / "images", c) for c in cases)
     records = _volume_records(folder, cases) if has_volumes else _slice_records(folder, cases)
     for case, info in cases.items():
-        slices = [r for r in records if r.case_id == case]
-        if not slices:
-            raise DataError(f"{folder}: case {case} has no slices")
-        if info["stack_fibrosis"] == 0 and any(r.slice_fibrosis == 1 for r in slices):
-            raise DataError(f"{folder}: case {case} has stack_fibrosis 0 but a slice with slice_fibrosis 1")
+        _check_case(case, info, [r for r in records if r.case_id == case], folder)
     return sorted(records, key=lambda r: (r.case_id, r.slice_index))
+
+
+def _nifti_truncated(path: Path) -> bool:
+    """Whether a NIfTI-1/2 file ends before its voxel data does (SimpleITK reads such files as zeros)."""
+    try:
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError):
+        return True
+    for order in "<>":
+        size = struct.unpack(order + "i", raw[:4])[0] if len(raw) >= 4 else 0
+        if size == 348:  # NIfTI-1: dim int16[8] at 40, bitpix int16 at 72, vox_offset float32 at 108
+            dims, bitpix, offset = struct.unpack(order + "8h", raw[40:56]), struct.unpack(order + "h", raw[72:74])[0], struct.unpack(order + "f", raw[108:112])[0]
+        elif size == 540:  # NIfTI-2: bitpix int16 at 14, dim int64[8] at 16, vox_offset int64 at 168
+            bitpix, dims, offset = struct.unpack(order + "h", raw[14:16])[0], struct.unpack(order + "8q", raw[16:80]), struct.unpack(order + "q", raw[168:176])[0]
+        else:
+            continue
+        voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]])) if 0 < dims[0] <= 7 else 0
+        return len(raw) < offset + voxels * bitpix // 8
+    return True
 
 
 @lru_cache(maxsize=4)
@@ -187,10 +251,13 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A NIfTI/MHA/NRRD volume as ``(Z, Y, X)`` float32 and its spacing ``(z, y, x)`` in mm."""
     import SimpleITK as sitk
 
+    unreadable = DataError(f"{path}: cannot read volume (corrupt, truncated, or not a NIfTI/MHA/NRRD file)")
     try:
         image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise DataError(f"{path}: cannot read volume ({str(exc).strip().splitlines()[-1]})") from None
+    except RuntimeError:
+        raise unreadable from None
+    if path.name.endswith((".nii", ".nii.gz")) and _nifti_truncated(path):
+        raise unreadable
     array = sitk.GetArrayFromImage(image)
     if array.ndim == 2:
         array = array[None]
@@ -206,7 +273,7 @@ def _read_png(path: Path) -> np.ndarray:
             if image.mode not in ("L", "I", "I;16", "F", "P", "1"):
                 raise DataError(f"{path}: expected a grey image, got mode {image.mode}")
             return np.asarray(image)
-    except (OSError, SyntaxError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
 
 

@@ -9,7 +9,16 @@ import numpy as np
 from wsseg.config import Params
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import normalise_intensity, resize
-from wsseg.data.readers import FIBROSIS_LABELS, MYOCARDIUM_LABELS, DataError, SliceRecord, load_image, load_label, read_folder
+from wsseg.data.readers import (
+    FIBROSIS_LABELS,
+    MYOCARDIUM_LABELS,
+    DataError,
+    SliceRecord,
+    check_stack_label,
+    load_image,
+    load_label,
+    read_folder,
+)
 from wsseg.data.synthetic import write_phantom_set
 from wsseg.training import track
 from wsseg.workspace import Workspace, lineage
@@ -30,24 +39,39 @@ def prepare_image(raw: np.ndarray, size: int) -> np.ndarray:
     return resize(normalise_intensity(raw)[None], (size, size))[0]
 
 
-def _check_training_labels(records: list[SliceRecord], stack_label: np.ndarray) -> None:
+def _check_training_labels(params: Params, records: list[SliceRecord], slice_label: np.ndarray, stack_label: np.ndarray) -> None:
+    """The train split has what each training stage needs, so no stage learns from one class only."""
     train = np.array([r.split == "train" for r in records])
-    if not any(r.pixel_labels for r, t in zip(records, train) if t):
+    pixel = train & np.array([r.pixel_labels for r in records])
+    if not pixel.any():
         raise DataError("no train case has pixel labels: the myocardium model needs some (pixel_labels=1 in cases.csv)")
     if not {0, 1} <= set(stack_label[train].tolist()):
-        raise DataError("the train split needs cases with and without fibrosis (stack_fibrosis 1 and 0)")
+        missing = "positive (stack_fibrosis 1)" if 1 not in stack_label[train] else "negative (stack_fibrosis 0)"
+        raise DataError(f"the train split has no {missing} case: the fibrosis classifiers need both")
+    if "pixel" in params.segmentation.supervisions and not (slice_label[pixel] == 1).any():
+        raise DataError("no pixel-labelled train case shows fibrosis: add one, or drop 'pixel' from segmentation.supervisions")
 
 
-def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _check_label_images(records: list[SliceRecord], fibrosis: list[np.ndarray]) -> None:
+    """Slice labels given in slices.csv agree with the fibrosis in their label images."""
+    for record, mask in zip(records, fibrosis):
+        if mask.size and record.slice_fibrosis >= 0 and int(mask.any()) != record.slice_fibrosis:
+            shows = "shows fibrosis" if mask.any() else "shows no fibrosis"
+            raise DataError(f"{record.label}: {shows} but slices.csv gives slice_fibrosis {record.slice_fibrosis} for case {record.case_id} slice {record.slice_index}")
+
+
+def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray], cases_csv: Path) -> tuple[np.ndarray, np.ndarray]:
     """Slice and stack labels, filling unknown ones from label images (slice) and slice labels (stack)."""
+    _check_label_images(records, fibrosis)
     slice_label = np.array([r.slice_fibrosis for r in records], dtype=np.int8)
     from_masks = (slice_label < 0) & np.array([mask.size > 0 for mask in fibrosis])
     slice_label[from_masks] = [int(fibrosis[i].any()) for i in np.flatnonzero(from_masks)]
     stack_label = np.array([r.stack_fibrosis for r in records], dtype=np.int8)
     cases = np.array([r.case_id for r in records])
-    for case in np.unique(cases[stack_label < 0]):
+    for case in np.unique(cases):
         rows = cases == case
-        if (slice_label[rows] >= 0).all():
+        check_stack_label(case, int(stack_label[rows][0]), slice_label[rows].tolist(), f"{cases_csv} (with the label images)")
+        if stack_label[rows][0] < 0 and (slice_label[rows] >= 0).all():
             stack_label[rows] = slice_label[rows].max()
     return slice_label, stack_label
 
@@ -58,7 +82,8 @@ def ingest(params: Params, ws: Workspace) -> Path:
     Images go to a common ``image_size`` grid; label images become myocardium and fibrosis masks
     on that grid and, for evaluation, at the slice's original resolution.
     """
-    records = read_folder(source_folder(params, ws))
+    source = source_folder(params, ws)
+    records = read_folder(source)
     size = params.data.image_size
     images, myocardium, fibrosis, myo_original, fib_original, shapes = [], [], [], [], [], []
     for record in track(records, "ingest slices"):
@@ -74,8 +99,8 @@ def ingest(params: Params, ws: Workspace) -> Path:
         fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8))
         for masks, full in ((myocardium, myo_original[-1]), (fibrosis, fib_original[-1])):
             masks.append(resize(full[None], (size, size), nearest=True)[0] if full.size else np.zeros((size, size), np.float32))
-    slice_label, stack_label = _weak_labels(records, fib_original)
-    _check_training_labels(records, stack_label)
+    slice_label, stack_label = _weak_labels(records, fib_original, source / "cases.csv")
+    _check_training_labels(params, records, slice_label, stack_label)
     return write_cache(
         ws.dataset,
         {
