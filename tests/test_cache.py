@@ -1,7 +1,10 @@
 import h5py
 import numpy as np
 import pytest
+import torch
 
+from wsseg.atomic import staged_folder
+from wsseg.checkpoint import read_checkpoint
 from wsseg.data import cache
 from wsseg.data.cache import CacheError, config_hash, read_cache, write_cache
 
@@ -63,3 +66,26 @@ def test_missing_and_corrupt_caches_give_clear_errors(tmp_path):
 def test_config_hash_is_stable_and_sensitive():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_a_staged_folder_appears_only_when_its_writer_succeeds(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError), staged_folder(out) as staging:
+        (staging / "a.png").write_bytes(b"half")
+        raise RuntimeError("failed on the second file")
+    assert [p.name for p in tmp_path.iterdir()] == []
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier result")
+    with staged_folder(out) as staging:
+        (staging / "a.png").write_bytes(b"done")
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_corrupt_or_foreign_model_file_is_refused(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"\x80\x04 not a torch file")
+    with pytest.raises(CacheError, match="not a readable model file.*wsseg train-myo"):
+        read_checkpoint(tmp_path / "m.pt", rerun="wsseg train-myo")
+    torch.save({"state": {}, "config_hash": "x", "wsseg_version": "0.0.0-old"}, tmp_path / "old.pt")
+    with pytest.raises(CacheError, match="0.0.0-old"):
+        read_checkpoint(tmp_path / "old.pt")

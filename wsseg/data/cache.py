@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import h5py
 import numpy as np
 
 from wsseg import __version__
+from wsseg.atomic import atomic_path
 
 
 class CacheError(RuntimeError):
@@ -48,24 +48,18 @@ def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: s
     flattened with their shapes and come back as lists from :func:`read_cache`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({"config_hash": config, "wsseg_version": __version__, **attrs})
-            for name, value in arrays.items():
-                if isinstance(value, list):
-                    group = f.create_group(name)
-                    group.attrs["ragged"] = True
-                    shapes = np.array([np.shape(v) for v in value], dtype=np.int64).reshape(len(value), -1)
-                    group.create_dataset("shapes", data=shapes)
-                    flat = np.concatenate([np.ravel(v) for v in value]) if value else np.zeros(0)
-                    group.create_dataset("data", data=flat, compression="gzip", compression_opts=4)
-                else:
-                    _store(f, name, value)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update({"config_hash": config, "wsseg_version": __version__, **attrs})
+        for name, value in arrays.items():
+            if isinstance(value, list):
+                group = f.create_group(name)
+                group.attrs["ragged"] = True
+                shapes = np.array([np.shape(v) for v in value], dtype=np.int64).reshape(len(value), -1)
+                group.create_dataset("shapes", data=shapes)
+                flat = np.concatenate([np.ravel(v) for v in value]) if value else np.zeros(0)
+                group.create_dataset("data", data=flat, compression="gzip", compression_opts=4)
+            else:
+                _store(f, name, value)
     return path
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsseg.atomic import staged_folder
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import crop, paste, resize
@@ -114,20 +115,19 @@ def predict_folder(
     if not input_dir.is_dir():
         raise DataError(f"{input_dir} is not a folder")
     predictor = Predictor(params, ws, supervision, device)
-    if split is not None:
-        records = [r for r in read_folder(input_dir) if r.split == split]
-        if not records:
-            raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows = _predict_records(predictor, records, out_dir)
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        volumes = _volumes(input_dir)
-        rows = _predict_volumes(predictor, volumes, out_dir) if volumes else _predict_records(predictor, list_slice_images(input_dir), out_dir)
-    with (out_dir / "predictions.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows)
+    with staged_folder(out_dir) as staging:  # a failure leaves no partial output
+        if split is not None:
+            records = [r for r in read_folder(input_dir) if r.split == split]
+            if not records:
+                raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
+            rows = _predict_records(predictor, records, staging)
+        else:
+            volumes = _volumes(input_dir)
+            rows = _predict_volumes(predictor, volumes, staging) if volumes else _predict_records(predictor, list_slice_images(input_dir), staging)
+        with (staging / "predictions.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(rows)
     return out_dir
 
 
