@@ -7,12 +7,13 @@ the exact kernels where pydensecrf approximates them on a permutohedral lattice:
 
 - smoothness: Gaussian of width ``theta_gamma`` pixels, separable convolution truncated at 4 widths;
 - appearance: ``exp(-|p_i - p_j|^2 / 2 theta_alpha^2 - 3 |I_i - I_j|^2 / 2 theta_beta^2)``, dense
-  (grey levels 0..255; the 3 is pydensecrf's RGB distance of a grey image), in row chunks.
+  (grey levels 0..255; the 3 is pydensecrf's RGB distance of a grey image), slice by slice.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,9 @@ from torch import Tensor
 CLIP = 1e-5
 """Probabilities are clipped to at least this before the log, as in wsseg-otsu-crf."""
 CHUNK = 1024
-"""Rows of the dense appearance kernel computed at once (memory: CHUNK x H*W floats per slice)."""
+"""Rows of the dense appearance kernel computed at once."""
+KEEP = 2**26
+"""The appearance kernel is kept between iterations up to this many entries (256 MB: 90x90 pixels)."""
 
 
 def _gaussian(values: Tensor, theta: float) -> Tensor:
@@ -36,13 +39,18 @@ def _gaussian(values: Tensor, theta: float) -> Tensor:
     return F.conv2d(values, cols, padding=(0, radius), groups=channels)
 
 
-def _bilateral(values: Tensor, features: Tensor) -> Tensor:
-    """Dense appearance filtering of ``values`` ``(B, L, N)`` with ``features`` ``(B, N, D)``."""
-    out = []
-    for start in range(0, features.shape[1], CHUNK):
-        kernel = torch.exp(-0.5 * torch.cdist(features[:, start : start + CHUNK], features).pow(2))  # (B, chunk, N)
-        out.append(torch.einsum("bcn,bln->blc", kernel, values))
-    return torch.cat(out, dim=2)
+def _appearance(features: Tensor) -> Callable[[Tensor], Tensor]:
+    """Filtering ``(L, N)`` values with the dense appearance kernel of one slice's ``features`` ``(N, D)``.
+
+    The kernel is computed in row chunks, once, and kept when it has at most ``KEEP`` entries.
+    """
+    starts = range(0, len(features), CHUNK)
+
+    def rows(start: int) -> Tensor:
+        return torch.exp(-0.5 * torch.cdist(features[start : start + CHUNK], features).pow(2))  # (chunk, N)
+
+    kept = [rows(start) for start in starts] if len(features) ** 2 <= KEEP else None
+    return lambda values: torch.cat([values @ (kept[i] if kept else rows(start)).T for i, start in enumerate(starts)], dim=1)
 
 
 def mean_field_crf(
@@ -64,18 +72,21 @@ def mean_field_crf(
     single = prob.dim() == 2
     p = (prob[None] if single else prob).float()
     b, h, w = p.shape
+    if w1 > 0 and image is None:
+        raise ValueError("the appearance kernel (w1 > 0) needs the image")
+    if w1 > 0 and b > 1:  # one appearance kernel per slice: keep one in memory at a time
+        settings = dict(iterations=iterations, w1=w1, w2=w2, theta_gamma=theta_gamma, theta_alpha=theta_alpha, theta_beta=theta_beta)
+        return torch.stack([mean_field_crf(p[k], image[k], **settings) for k in range(b)])
     unary = -torch.log(torch.stack([1 - p, p], dim=1).clamp(CLIP, 1.0))  # (B, 2, H, W)
     kernels = []
     if w2 > 0:
         kernels.append((w2, lambda v: _gaussian(v, theta_gamma)))
     if w1 > 0:
-        if image is None:
-            raise ValueError("the appearance kernel (w1 > 0) needs the image")
-        grey = (image[None] if single else image).to(p).clamp(0, 1).mul(255).round().reshape(b, h * w, 1)
+        grey = image.reshape(h * w, 1).to(p).clamp(0, 1).mul(255).round()
         yy, xx = torch.meshgrid(torch.arange(h, device=p.device), torch.arange(w, device=p.device), indexing="ij")
-        position = torch.stack([yy, xx], dim=-1).reshape(1, h * w, 2).to(p).expand(b, -1, -1)
-        features = torch.cat([position / theta_alpha, grey * math.sqrt(3) / theta_beta], dim=2)
-        kernels.append((w1, lambda v: _bilateral(v.reshape(b, -1, h * w), features).reshape(v.shape)))
+        position = torch.stack([yy, xx], dim=-1).reshape(h * w, 2).to(p)
+        appearance = _appearance(torch.cat([position / theta_alpha, grey * math.sqrt(3) / theta_beta], dim=1))
+        kernels.append((w1, lambda v: appearance(v.reshape(-1, h * w)).reshape(v.shape)))
     norms = [torch.rsqrt(apply(torch.ones_like(p[:, None])) + 1e-20) for _, apply in kernels]
     q = torch.softmax(-unary, dim=1)
     for _ in range(iterations):
