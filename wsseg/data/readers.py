@@ -226,24 +226,33 @@ def read_folder(folder: str | Path) -> list[SliceRecord]:
     return sorted(records, key=lambda r: (r.case_id, r.slice_index))
 
 
-def _nifti_truncated(path: Path) -> bool:
-    """Whether a NIfTI-1/2 file ends before its voxel data does (SimpleITK reads such files as zeros)."""
+# Where NIfTI-1 (header size 348) and NIfTI-2 (540) keep dim[8], datatype, bitpix and vox_offset: (format, byte offset).
+_NIFTI_FIELDS = {348: (("8h", 40), ("h", 70), ("h", 72), ("f", 108)), 540: (("8q", 16), ("h", 12), ("h", 14), ("q", 168))}
+
+
+def _nifti_float_voxels(path: Path) -> np.ndarray | None:
+    """The float voxels of a NIfTI-1/2 file as stored (empty for integer data), or ``None`` if the file is cut short.
+
+    SimpleITK reads both the missing voxels of a truncated file and NaN voxels as zeros.
+    """
     try:
         with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError):
-        return True
-    for order in "<>":
-        size = struct.unpack(order + "i", raw[:4])[0] if len(raw) >= 4 else 0
-        if size == 348:  # NIfTI-1: dim int16[8] at 40, bitpix int16 at 72, vox_offset float32 at 108
-            dims, bitpix, offset = struct.unpack(order + "8h", raw[40:56]), struct.unpack(order + "h", raw[72:74])[0], struct.unpack(order + "f", raw[108:112])[0]
-        elif size == 540:  # NIfTI-2: bitpix int16 at 14, dim int64[8] at 16, vox_offset int64 at 168
-            bitpix, dims, offset = struct.unpack(order + "h", raw[14:16])[0], struct.unpack(order + "8q", raw[16:80]), struct.unpack(order + "q", raw[168:176])[0]
+        for order in "<>":
+            fields = _NIFTI_FIELDS.get(struct.unpack_from(order + "i", raw)[0])
+            if fields is not None:
+                dims, (datatype,), (bitpix,), (offset,) = (struct.unpack_from(order + fmt, raw, at) for fmt, at in fields)
+                break
         else:
-            continue
-        voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]])) if 0 < dims[0] <= 7 else 0
-        return len(raw) < offset + voxels * bitpix // 8
-    return True
+            return None
+    except (OSError, EOFError, struct.error):
+        return None
+    voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]])) if 0 < dims[0] <= 7 else 0
+    start, end = int(offset), int(offset) + voxels * bitpix // 8
+    if len(raw) < end:
+        return None
+    floats = {16: "f4", 64: "f8"}.get(datatype)
+    return np.frombuffer(raw[start:end], order + floats) if floats else np.zeros(0)
 
 
 @lru_cache(maxsize=4)
@@ -256,8 +265,12 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
         raise unreadable from None
-    if path.name.endswith((".nii", ".nii.gz")) and _nifti_truncated(path):
-        raise unreadable
+    if path.name.endswith((".nii", ".nii.gz")):
+        stored = _nifti_float_voxels(path)
+        if stored is None:
+            raise unreadable
+        if not np.isfinite(stored).all():
+            raise DataError(f"{path}: contains NaN or infinite values")
     array = sitk.GetArrayFromImage(image)
     if array.ndim == 2:
         array = array[None]
@@ -270,11 +283,12 @@ def _read_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode not in ("L", "I", "I;16", "F", "P", "1"):
-                raise DataError(f"{path}: expected a grey image, got mode {image.mode}")
-            return np.asarray(image)
+            mode, array = image.mode, np.asarray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
+    if mode not in ("L", "I", "I;16", "F", "P", "1"):
+        raise DataError(f"{path}: expected a grey image, got mode {mode}")
+    return array
 
 
 def load_image(record: SliceRecord) -> np.ndarray:
