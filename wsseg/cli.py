@@ -6,6 +6,7 @@ import functools
 import json
 import resource
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,16 +48,25 @@ LevelOption = Annotated[str, typer.Option("--level", "-l", help="Weak-label leve
 SupervisionOption = Annotated[str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")]
 
 
+def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
 def _friendly_errors(command: Callable) -> Callable:
-    """Turn expected failures (bad config, bad data, stale caches, plugins) into one line on stderr."""
+    """Turn expected failures (bad config, bad data, stale caches, plugins, I/O) and warnings into one line on stderr."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
-        except (ConfigError, DataError, CacheError, PluginError) as exc:
+            with warnings.catch_warnings():
+                warnings.showwarning = _warn_in_one_line
+                return command(*args, **kwargs)
+        except (ConfigError, DataError, CacheError, PluginError, OSError) as exc:
             errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            errors.print("[red]interrupted[/red]: rerun the command to go on (training resumes after its last finished epoch)", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 

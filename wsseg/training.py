@@ -1,8 +1,9 @@
-"""The training loop shared by every plugin: device choice, seeding, progress and curves."""
+"""The training loop shared by every plugin: device choice, seeding, progress, curves and resuming."""
 
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
+
+from wsseg.atomic import atomic_path
+from wsseg.data.cache import config_hash
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -54,13 +58,17 @@ def track(items: Iterable, description: str, total: int | None = None) -> Iterat
 
 
 class Monitor:
-    """Progress bar and training curves (DVCLive) for one model's training.
+    """Progress bar, training curves (DVCLive) and resume checkpoint for one model's training.
 
-    ``curves_dir=None`` keeps curves in memory only (``history``), as tests want.
+    ``curves_dir=None`` keeps curves in memory only (``history``), as tests want. With ``resume``
+    (a file path), :func:`train_loop` saves a checkpoint there after every epoch and resumes from
+    it when it was made by the same ``config`` (a hash of whatever the training depends on).
     """
 
-    def __init__(self, name: str, curves_dir: str | Path | None = None):
+    def __init__(self, name: str, curves_dir: str | Path | None = None, *, resume: str | Path | None = None, config: str = ""):
         self.name = name
+        self.resume = Path(resume) if resume is not None else None
+        self.config = config
         self.history: list[dict[str, float]] = []
         self._live = None
         if curves_dir is not None:
@@ -90,6 +98,53 @@ class Monitor:
             self._live.next_step()
 
 
+def _resume_state(monitor: Monitor, fingerprint: str) -> dict | None:
+    """The monitor's resume checkpoint if it exists, is readable and belongs to this training."""
+    if monitor.resume is None or not monitor.resume.exists():
+        return None
+    try:
+        state = torch.load(monitor.resume, map_location="cpu", weights_only=False)
+    except Exception:  # an unreadable resume file only costs the epochs it held
+        state = None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        warnings.warn(f"{monitor.resume} is from another configuration or unreadable: training {monitor.name} from the start")
+        return None
+    return state
+
+
+def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, rng: np.random.Generator) -> None:
+    """Everything needed to continue after ``epoch`` exactly as if never stopped, written atomically."""
+    state = {
+        "fingerprint": fingerprint,
+        "epochs_done": epoch + 1,
+        "history": monitor.history,
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_rng": np.random.get_state(),
+        "python_rng": random.getstate(),
+    }
+    with atomic_path(monitor.resume) as tmp:
+        torch.save(state, tmp)
+
+
+def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.optim.Optimizer, rng: np.random.Generator) -> int:
+    """Load a resume checkpoint into the training objects and replay its curves; the epochs done."""
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    for metrics in state["history"]:
+        monitor.log(**metrics)
+    return state["epochs_done"]
+
+
 def train_loop(
     model: nn.Module,
     batches: Callable[[np.random.Generator], Iterable[Any]],
@@ -106,11 +161,19 @@ def train_loop(
     ``batches(rng)`` yields one epoch of batches (shuffled with ``rng``); ``loss(model, batch)``
     returns the scalar loss of one batch (moving the batch to the model's device is its job).
     ``validate(model)`` is called in eval mode after each epoch and its figures are logged.
+    When ``monitor.resume`` is set, a killed training picks up after its last finished epoch and
+    ends, on the CPU, with exactly the weights of an uninterrupted one.
     """
     monitor = monitor or Monitor(type(model).__name__)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in monitor.epochs(epochs):
+    shapes = [(key, tuple(value.shape)) for key, value in model.state_dict().items()]
+    fingerprint = config_hash(monitor.config, lr, seed, epochs, shapes)
+    state = _resume_state(monitor, fingerprint)
+    done = _restore(state, monitor, model, optimiser, rng) if state is not None else 0
+    for epoch in monitor.epochs(epochs):
+        if epoch < done:
+            continue
         model.train()
         total, count = 0.0, 0
         for batch in batches(rng):
@@ -126,6 +189,8 @@ def train_loop(
             with torch.no_grad():
                 metrics.update(validate(model))
         monitor.log(**metrics)
+        if monitor.resume is not None:
+            _save_resume(monitor, fingerprint, epoch, model, optimiser, rng)
     model.eval()
     return monitor.history
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsseg.checkpoint import load_plugin, save_plugin
+from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params
 from wsseg.data.cache import write_cache
 from wsseg.data.readers import DataError
@@ -41,7 +41,7 @@ def train_cam(params: Params, ws: Workspace, level: Level, device: str) -> Path:
     if not (labels == 1).any() or not (labels == 0).any():
         raise DataError(f"the train split has no {'positive' if not (labels == 1).any() else 'negative'} {level} label to learn from")
     generator = get_plugin("cam_generator", params.cam.plugin)(params.plugin_config("cam"), device=device, seed=params.seed)
-    monitor = Monitor(f"cam-{level}", ws.curves(f"cam-{level}"))
+    monitor = Monitor(f"cam-{level}", ws.curves(f"cam-{level}"), resume=resume_path(ws.cam_model(level)), config=lineage(params, "cams", level))
     generator.fit(weak_set(roi, train, level), level, val=weak_set(roi, val, level) if val.any() else None, monitor=monitor)
     return save_plugin(
         ws.cam_model(level), generator, kind="cam_generator", name=params.cam.plugin, config_hash=lineage(params, "cams", level), history=monitor.history

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsseg.checkpoint import load_plugin, save_plugin
+from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import read_cache
 from wsseg.registry import get_plugin
@@ -39,7 +39,12 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     inputs = fibrosis_inputs(roi.images, roi.myocardium, supervision)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
     segmenter = get_plugin("segmenter", params.segmentation.plugin)(params.plugin_config("segmentation"), device=device, seed=params.seed)
-    monitor = Monitor(f"fibrosis-{supervision}", ws.curves(f"fibrosis-{supervision}"))
+    monitor = Monitor(
+        f"fibrosis-{supervision}",
+        ws.curves(f"fibrosis-{supervision}"),
+        resume=resume_path(ws.fibrosis_model(supervision)),
+        config=lineage(params, "fibrosis", supervision),
+    )
     segmenter.fit(
         inputs[rows],
         targets,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wsseg.checkpoint import load_plugin, save_plugin
+from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params
 from wsseg.data.cache import Cache, read_cache, write_cache
 from wsseg.data.geometry import bounding_box, crop
@@ -27,7 +28,7 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     train = data["has_mask"] & (data["split"] == "train")
     val = data["has_mask"] & (data["split"] == "val")
     segmenter = get_plugin("segmenter", params.myocardium.plugin)(params.plugin_config("myocardium"), device=device, seed=params.seed)
-    monitor = Monitor("myocardium", ws.curves("myocardium"))
+    monitor = Monitor("myocardium", ws.curves("myocardium"), resume=resume_path(ws.myocardium_model), config=lineage(params, "myocardium_model"))
     images, masks = data["images"][:, None], data["myocardium_mask"].astype(np.float32)
     segmenter.fit(
         images[train],
@@ -42,12 +43,17 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
 
 
 def case_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) -> np.ndarray:
-    """One ROI box per slice: the box around the case's predicted myocardium over all its slices."""
+    """One ROI box per slice: the box around the case's predicted myocardium over all its slices.
+
+    A case without any predicted myocardium gets a centred box of a quarter of the grid, and a warning.
+    """
     boxes = np.zeros((len(case_ids), 4))
     min_size = params.data.image_size / 4
     for case in np.unique(case_ids):
         rows = case_ids == case
         union = (probability[rows] > params.myocardium.threshold).any(axis=0)
+        if not union.any():
+            warnings.warn(f"case {case}: no myocardium predicted on any slice; its region of interest is the image centre")
         boxes[rows] = bounding_box(union, params.data.roi_margin, min_size)
     return boxes
 
