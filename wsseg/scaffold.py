@@ -41,7 +41,7 @@ include = ["$module*"]
 README = """\
 # $distribution
 
-A [wsseg](https://pypi.org/project/wsseg/) $label plugin, registered as `$name` in the `$group`
+A wsseg $label plugin, registered as `$name` in the `$group`
 entry-point group. Scaffolded by `wsseg plugins new`; replace the example method in
 `$module/__init__.py` with yours.
 
