@@ -57,6 +57,7 @@ def test_reads_every_slice_with_its_labels(folder):
         (lambda rows: [dict(r, slice_fibrosis="2") if i == 0 else r for i, r in enumerate(rows)], "expected 0 or 1"),
         (lambda rows: [dict(r, image="images/missing.png") if i == 0 else r for i, r in enumerate(rows)], "does not exist"),
         (lambda rows: [dict(r, slice_index="-1") if i == 0 else r for i, r in enumerate(rows)], "non-negative integer"),
+        (lambda rows: [dict(r, slice_index="\u00b2") if i == 0 else r for i, r in enumerate(rows)], "non-negative integer"),
         (lambda rows: [dict(r, label="") if r is next(x for x in rows if x["label"]) else r for r in rows], "pixel_labels 1 but slice"),
     ],
 )
@@ -189,7 +190,7 @@ def test_a_label_volume_of_another_depth_is_refused(folder, tmp_path):
 
 # Property tests: whatever a user's table or file holds, the readers answer with data or a DataError.
 
-CELLS = st.one_of(st.sampled_from(["0", "1", "", "1.0", "2", "-1", "yes", "NaN", " 1 ", "case001", "case999", "007"]), st.text(max_size=8))
+CELLS = st.one_of(st.sampled_from(["0", "1", "", "1.0", "2", "-1", "yes", "NaN", " 1 ", "\u00b2", "case001", "case999", "007"]), st.text(max_size=8))
 
 
 @pytest.fixture(scope="module")

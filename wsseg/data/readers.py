@@ -121,7 +121,7 @@ def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -
         case = row["case_id"]
         if case not in cases:
             raise DataError(f"{where}: case {case!r} is not in cases.csv")
-        if not row["slice_index"].isdigit():
+        if not re.fullmatch(r"[0-9]+", row["slice_index"]):  # str.isdigit() also takes e.g. '²'
             raise DataError(f"{where}: slice_index must be a non-negative integer, got {row['slice_index']!r}")
         key = (case, int(row["slice_index"]))
         if key in seen:
