@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from wsseg.augment import dihedral, random_dihedral, random_dihedral_codes
+from wsseg.augment import dihedral, random_affine, random_dihedral, random_dihedral_codes
 
 
 def test_the_eight_codes_are_distinct_and_channels_move_together():
@@ -16,3 +16,14 @@ def test_the_eight_codes_are_distinct_and_channels_move_together():
 def test_non_square_inputs_only_get_shape_keeping_codes():
     codes = random_dihedral_codes(200, np.random.default_rng(0), square=False)
     assert set(codes.tolist()) == {0, 2, 4, 6}
+
+
+def test_random_affine_moves_channels_together_reproducibly_and_is_identity_at_zero():
+    x = torch.zeros(3, 2, 32, 32)
+    x[:, :, 8:20, 10:14] = 1
+    assert torch.allclose(random_affine(x, np.random.default_rng(0), degrees=0, scale=0, shift=0), x, atol=1e-5)
+    y = random_affine(x, np.random.default_rng(1))
+    assert torch.equal(y[:, 0], y[:, 1])
+    assert not torch.allclose(y, x, atol=1e-2)
+    assert torch.equal(y, random_affine(x, np.random.default_rng(1)))
+    assert ((y.sum((2, 3)) / x.sum((2, 3))) - 1).abs().max() < 0.4  # area changes by the scale factor squared at most

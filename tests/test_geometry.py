@@ -1,6 +1,6 @@
 import numpy as np
 
-from wsseg.data.geometry import bounding_box, crop, normalise_intensity, paste, resize
+from wsseg.data.geometry import bounding_box, boxes_to_original, crop, field_of_view, normalise_intensity, paste, resize
 
 
 def test_bounding_box_is_square_with_margin_and_centred_when_empty():
@@ -20,8 +20,20 @@ def test_crop_then_paste_restores_the_region_at_any_output_resolution():
     assert patch.shape == (1, 32, 32)
     back = paste(patch, box, (64, 64)) > 0.5
     np.testing.assert_array_equal(back, image > 0.5)
-    doubled = paste(patch, box, (128, 128), scale=(2, 2)) > 0.5
+    doubled = paste(patch, boxes_to_original(box, (0, 0, 128, 128), 64), (128, 128)) > 0.5
     assert abs(int(doubled.sum()) - 4 * int(image.sum())) <= 8  # bilinear rounds the corners
+
+
+def test_a_box_found_in_a_field_of_view_maps_back_to_the_original_image():
+    original = np.zeros((1, 200, 100), np.float32)
+    original[0, 90:110, 40:60] = 1
+    view = field_of_view((200, 100), 0.5)
+    assert view == (50, 25, 150, 75)
+    grid = resize(original[:, view[0] : view[2], view[1] : view[3]], (64, 64))
+    box = np.array([bounding_box(grid[0] > 0.5, 0.25, 8)])
+    back = paste(crop(grid, box, 32), boxes_to_original(box, view, 64), (200, 100)) > 0.5
+    assert abs(int(back.sum()) - int(original.sum())) <= 20
+    assert back[0, 95:105, 45:55].all() and not back[0, :80].any()
 
 
 def test_crop_reads_zeros_outside_the_image():

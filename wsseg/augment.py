@@ -1,13 +1,18 @@
-"""Training-time augmentation shared by the plugins: the 8 flips/rotations of the square.
+"""Training-time augmentation shared by the plugins.
 
-Codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``. All channels
-of a sample (image, myocardium, target...) get the same transform, so stack inputs and targets
-along ``C`` first. Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
+Two families: the 8 flips/rotations of the square (exact, no resampling), and random affine
+warps (any rotation angle, scaling, shifts; bilinear, via kornia). All channels of a sample
+(image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
+first. Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
+
+Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
+Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import kornia.geometry.transform as KT
 import torch
 from torch import Tensor
 
@@ -36,3 +41,18 @@ def random_dihedral(x: Tensor, codes: np.ndarray) -> Tensor:
             index = torch.as_tensor(np.flatnonzero(codes == code), device=x.device)
             out[index] = dihedral(x[index], int(code))
     return out
+
+
+def random_affine(x: Tensor, rng: np.random.Generator, degrees: float = 180.0, scale: float = 0.15, shift: float = 0.05) -> Tensor:
+    """Warp each sample of ``x`` ``(N, C, H, W)`` by a random rotation (uniform in +-``degrees``),
+    isotropic scaling (uniform in ``1 +- scale``) and shift (uniform in +-``shift`` of the side)
+    about the image centre; bilinear, zeros outside.
+    """
+    n, _, height, width = x.shape
+    angle = torch.as_tensor(rng.uniform(-degrees, degrees, n), dtype=x.dtype)
+    factor = torch.as_tensor(rng.uniform(1 - scale, 1 + scale, n), dtype=x.dtype)
+    offset = torch.as_tensor(rng.uniform(-shift, shift, (n, 2)) * (width, height), dtype=x.dtype)
+    centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], dtype=x.dtype).expand(n, 2)
+    matrix = KT.get_rotation_matrix2d(centre, angle, factor[:, None].expand(n, 2))
+    matrix[:, :, 2] += offset
+    return KT.warp_affine(x, matrix.to(x.device), (height, width), mode="bilinear", padding_mode="zeros", align_corners=True)

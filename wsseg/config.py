@@ -32,7 +32,8 @@ class DataParams(Section):
 
     source: str = Field("synthetic", description="'synthetic' or a dataset folder (cases.csv + slices.csv + images/)")
     synthetic: SyntheticConfig = SyntheticConfig()
-    image_size: int = Field(128, ge=32, description="side of the common grid every slice is resized to at ingest")
+    field_of_view: float = Field(1.0, gt=0, le=1, description="centred fraction of each side kept at ingest, for scans centred on the heart")
+    image_size: int = Field(128, ge=32, description="side of the common grid the field of view is resized to at ingest")
     roi_size: int = Field(64, ge=16, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
     roi_margin: float = Field(0.25, ge=0, description="crop margin around the myocardium, as a fraction of its extent")
 

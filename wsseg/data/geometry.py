@@ -29,6 +29,22 @@ def resize(images: np.ndarray, size: tuple[int, int], nearest: bool = False) -> 
     return out[:, 0].numpy()
 
 
+def field_of_view(shape: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
+    """The centred box ``(y0, x0, y1, x1)`` keeping ``fraction`` of each side of a ``shape`` image."""
+    height, width = (int(s) for s in shape)
+    h, w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    y0, x0 = (height - h) // 2, (width - w) // 2
+    return (y0, x0, y0 + h, x0 + w)
+
+
+def boxes_to_original(boxes: np.ndarray, view: tuple[int, int, int, int], grid: int) -> np.ndarray:
+    """Boxes found on a ``grid x grid`` resampling of ``view`` (a box of the original image), in
+    the original image's pixel coordinates."""
+    y0, x0, y1, x1 = view
+    scale = np.array([(y1 - y0) / grid, (x1 - x0) / grid] * 2)
+    return np.asarray(boxes, dtype=np.float64) * scale + np.array([y0, x0, y0, x0])
+
+
 def bounding_box(mask: np.ndarray, margin: float, min_size: float) -> tuple[float, float, float, float]:
     """A square box around the ``True`` pixels of ``mask`` ``(H, W)``, grown by ``margin`` of its side.
 
@@ -65,13 +81,9 @@ def crop(images: np.ndarray, boxes: np.ndarray, size: int, nearest: bool = False
     return out[:, 0].numpy()
 
 
-def paste(crops: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """Inverse of :func:`crop`: put each crop back on a ``shape`` grid (zeros outside its box).
-
-    ``scale`` maps box coordinates onto the output grid (output size / grid size the boxes were
-    found on), so crops can go straight back to an image's original resolution.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64) * np.array([scale[0], scale[1], scale[0], scale[1]])
+def paste(crops: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`crop`: put each crop back on a ``shape`` grid (zeros outside its box)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
     height, width = shape
     ys = (np.arange(height) + 0.5)[None, :]
     xs = (np.arange(width) + 0.5)[None, :]

@@ -8,7 +8,7 @@ import numpy as np
 
 from wsseg.config import Params
 from wsseg.data.cache import write_cache
-from wsseg.data.geometry import normalise_intensity, resize
+from wsseg.data.geometry import field_of_view, normalise_intensity, resize
 from wsseg.data.readers import (
     FIBROSIS_LABELS,
     MYOCARDIUM_LABELS,
@@ -34,9 +34,16 @@ def source_folder(params: Params, ws: Workspace) -> Path:
     return ws.synthetic if params.data.source == "synthetic" else Path(params.data.source)
 
 
-def prepare_image(raw: np.ndarray, size: int) -> np.ndarray:
-    """A raw slice on the common grid: intensity-normalised to [0, 1], resized to ``size x size``."""
-    return resize(normalise_intensity(raw)[None], (size, size))[0]
+def to_grid(image: np.ndarray, params: Params, nearest: bool = False) -> np.ndarray:
+    """The ``data.field_of_view`` of ``image`` resized to the ``data.image_size`` grid."""
+    y0, x0, y1, x1 = field_of_view(image.shape, params.data.field_of_view)
+    size = params.data.image_size
+    return resize(image[None, y0:y1, x0:x1], (size, size), nearest=nearest)[0]
+
+
+def prepare_image(raw: np.ndarray, params: Params) -> np.ndarray:
+    """A raw slice on the common grid: intensity-normalised to [0, 1] (over the whole slice), then :func:`to_grid`."""
+    return to_grid(normalise_intensity(raw), params)
 
 
 def _check_training_labels(params: Params, records: list[SliceRecord], slice_label: np.ndarray, stack_label: np.ndarray) -> None:
@@ -93,12 +100,12 @@ def ingest(params: Params, ws: Workspace) -> Path:
             raise DataError(f"{record.label}: size {label.shape} differs from its image {raw.shape}")
         if label is None:
             label = np.zeros((0, 0), np.uint8)
-        images.append(prepare_image(raw, size))
+        images.append(prepare_image(raw, params))
         shapes.append(raw.shape)
         myo_original.append(np.isin(label, MYOCARDIUM_LABELS).astype(np.uint8))
         fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8))
         for masks, full in ((myocardium, myo_original[-1]), (fibrosis, fib_original[-1])):
-            masks.append(resize(full[None], (size, size), nearest=True)[0] if full.size else np.zeros((size, size), np.float32))
+            masks.append(to_grid(full, params, nearest=True) if full.size else np.zeros((size, size), np.float32))
     slice_label, stack_label = _weak_labels(records, fib_original, source / "cases.csv")
     _check_training_labels(params, records, slice_label, stack_label)
     return write_cache(

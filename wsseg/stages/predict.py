@@ -19,7 +19,7 @@ from PIL import Image
 from wsseg.atomic import staged_folder
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
-from wsseg.data.geometry import crop, paste, resize
+from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
 from wsseg.interfaces import WeakSet
 from wsseg.stages.cams import load_cam_model
@@ -75,9 +75,10 @@ class Predictor:
         myo_masks, fib_masks = [], []
         for i, shape in enumerate(shapes):
             shape = tuple(int(s) for s in shape)
-            scale = (shape[0] / grid, shape[1] / grid)
-            myo_masks.append((resize(myo[i : i + 1], shape)[0] > params.myocardium.threshold).astype(np.uint8))
-            fib_masks.append((paste(fibrosis[i : i + 1], boxes[i : i + 1], shape, scale)[0] > params.segmentation.threshold).astype(np.uint8))
+            view = field_of_view(shape, params.data.field_of_view)
+            myo_masks.append((paste(myo[i : i + 1], np.array([view]), shape)[0] > params.myocardium.threshold).astype(np.uint8))
+            box = boxes_to_original(boxes[i : i + 1], view, grid)
+            fib_masks.append((paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8))
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
 
 
@@ -131,14 +132,14 @@ def predict_folder(
     return out_dir
 
 
-def _grid_images(raws: list[np.ndarray], size: int) -> np.ndarray:
-    return np.stack([prepare_image(raw, size) for raw in raws])
+def _grid_images(raws: list[np.ndarray], params: Params) -> np.ndarray:
+    return np.stack([prepare_image(raw, params) for raw in raws])
 
 
 def _predict_records(predictor: Predictor, records: list[SliceRecord], out_dir: Path) -> list[list]:
     raws = [load_image(r) for r in track(records, "read slices")]
     result = predictor(
-        _grid_images(raws, predictor.params.data.image_size), np.array([r.case_id for r in records]), np.array([raw.shape for raw in raws])
+        _grid_images(raws, predictor.params), np.array([r.case_id for r in records]), np.array([raw.shape for raw in raws])
     )
     rows = []
     for i, record in enumerate(track(records, "write masks")):
@@ -158,7 +159,7 @@ def _predict_volumes(predictor: Predictor, volumes: list[Path], out_dir: Path) -
         if not np.isfinite(array).all():
             raise DataError(f"{path}: contains NaN or infinite values")
         case = path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
-        result = predictor(_grid_images(list(array), predictor.params.data.image_size), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
+        result = predictor(_grid_images(list(array), predictor.params), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
         reference = sitk.ReadImage(str(path))
         for name, masks in (("myocardium", result.myocardium_masks), ("fibrosis", result.fibrosis_masks)):
             volume = sitk.GetImageFromArray(np.stack(masks).reshape(sitk.GetArrayFromImage(reference).shape))

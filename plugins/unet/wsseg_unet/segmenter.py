@@ -4,9 +4,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
-from wsseg.augment import random_dihedral, random_dihedral_codes
+from wsseg.augment import random_affine, random_dihedral, random_dihedral_codes
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, train_loop
 from wsseg_unet.loss import dice_loss
@@ -22,6 +23,8 @@ class UNetConfig(PluginConfig):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(16, ge=1)
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
+    affine: bool = Field(False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)")
+    bce_weight: float = Field(0.0, ge=0, description="weight of a binary cross-entropy term added to the Dice loss")
 
 
 class UNetSegmenter(Segmenter):
@@ -46,11 +49,17 @@ class UNetSegmenter(Segmenter):
         def batches(rng: np.random.Generator):
             for index in minibatches(len(data), cfg.batch_size, rng):
                 batch = data[index]
-                yield random_dihedral(batch, random_dihedral_codes(len(batch), rng)) if cfg.augment else batch
+                if cfg.augment:
+                    batch = random_dihedral(batch, random_dihedral_codes(len(batch), rng))
+                yield random_affine(batch, rng) if cfg.affine else batch
 
         def loss(model, batch):
             batch = batch.to(self.device)
-            return dice_loss(model(batch[:, :-1])[:, 0], batch[:, -1])
+            predicted, target = model(batch[:, :-1])[:, 0], batch[:, -1]
+            value = dice_loss(predicted, target)
+            if cfg.bce_weight:
+                value = value + cfg.bce_weight * F.binary_cross_entropy(predicted, target)
+            return value
 
         validate = None
         if val_inputs is not None and val_targets is not None:
