@@ -43,8 +43,11 @@ def tiny_training(monitor, stop_in_epoch=None, config=""):
     def loss(model, batch):
         return ((model(batch[:, :4])[:, 0] - batch[:, 4]) ** 2).mean()
 
+    def validate(model):
+        return {"score": -float(loss(model, data))}
+
     monitor.config = config
-    history = train_loop(model, batches, loss, epochs=5, lr=0.01, seed=3, monitor=monitor)
+    history = train_loop(model, batches, loss, epochs=5, lr=0.01, seed=3, monitor=monitor, validate=validate, cosine=True, select="score")
     return model.state_dict(), history
 
 
@@ -63,6 +66,23 @@ def test_a_training_stopped_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     weights, history = tiny_training(Monitor("tiny", resume=resume))
     assert_same_weights(weights, reference)
     assert history == reference_history
+
+
+def test_select_ends_with_the_weights_of_the_best_epoch():
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    data = torch.ones(4, 2)
+    scores = iter([0.1, 0.9, 0.3])
+    seen = []
+
+    def validate(model):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"score": next(scores)}
+
+    history = train_loop(model, lambda rng: [data], lambda m, b: ((m(b[:, :1]) - 5) ** 2).mean(), epochs=3, lr=0.1, validate=validate, select="score")
+    assert [h["score"] for h in history] == [0.1, 0.9, 0.3]
+    assert_same_weights(model.state_dict(), seen[1])
+    assert not torch.equal(model.weight, seen[2]["weight"])
 
 
 def test_a_resume_file_of_another_configuration_is_not_used(tmp_path):

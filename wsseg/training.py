@@ -112,7 +112,7 @@ def _resume_state(monitor: Monitor, fingerprint: str) -> dict | None:
     return state
 
 
-def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, rng: np.random.Generator) -> None:
+def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator, best: dict | None) -> None:
     """Everything needed to continue after ``epoch`` exactly as if never stopped, written atomically."""
     state = {
         "fingerprint": fingerprint,
@@ -120,6 +120,8 @@ def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Modul
         "history": monitor.history,
         "model": model.state_dict(),
         "optimiser": optimiser.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "best": best,
         "rng": rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -130,10 +132,12 @@ def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Modul
         torch.save(state, tmp)
 
 
-def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.optim.Optimizer, rng: np.random.Generator) -> int:
+def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator) -> int:
     """Load a resume checkpoint into the training objects and replay its curves; the epochs done."""
     model.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
@@ -155,22 +159,28 @@ def train_loop(
     seed: int = 0,
     monitor: Monitor | None = None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    cosine: bool = False,
+    select: str | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` with Adam for ``epochs`` epochs.
 
     ``batches(rng)`` yields one epoch of batches (shuffled with ``rng``); ``loss(model, batch)``
     returns the scalar loss of one batch (moving the batch to the model's device is its job).
     ``validate(model)`` is called in eval mode after each epoch and its figures are logged.
+    ``cosine`` anneals the learning rate to 0 over the epochs; ``select`` names a figure of
+    ``validate`` (higher is better) whose best epoch's weights the model ends with.
     When ``monitor.resume`` is set, a killed training picks up after its last finished epoch and
     ends, on the CPU, with exactly the weights of an uninterrupted one.
     """
     monitor = monitor or Monitor(type(model).__name__)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs) if cosine else None
     shapes = [(key, tuple(value.shape)) for key, value in model.state_dict().items()]
-    fingerprint = config_hash(monitor.config, lr, seed, epochs, shapes)
+    fingerprint = config_hash(monitor.config, lr, seed, epochs, shapes, cosine, select)
     state = _resume_state(monitor, fingerprint)
-    done = _restore(state, monitor, model, optimiser, rng) if state is not None else 0
+    done = _restore(state, monitor, model, optimiser, scheduler, rng) if state is not None else 0
+    best = state["best"] if state is not None else None  # {"epoch", "score", "weights"} of the selected epoch
     for epoch in monitor.epochs(epochs):
         if epoch < done:
             continue
@@ -183,14 +193,20 @@ def train_loop(
             optimiser.step()
             total += float(value.detach())
             count += 1
+        if scheduler is not None:
+            scheduler.step()
         metrics = {"loss": total / max(count, 1)}
         if validate is not None:
             model.eval()
             with torch.no_grad():
                 metrics.update(validate(model))
         monitor.log(**metrics)
+        if select is not None and (best is None or metrics[select] > best["score"]):
+            best = {"epoch": epoch, "score": metrics[select], "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         if monitor.resume is not None:
-            _save_resume(monitor, fingerprint, epoch, model, optimiser, rng)
+            _save_resume(monitor, fingerprint, epoch, model, optimiser, scheduler, rng, best)
+    if best is not None:
+        model.load_state_dict(best["weights"])
     model.eval()
     return monitor.history
 

@@ -43,6 +43,8 @@ class DRNAttentionConfig(PluginConfig):
     batch_size: int = Field(16, ge=1, le=4096, description="slices per step (slice level) and per inference chunk")
     stack_batch_size: int = Field(2, ge=1, le=1024, description="stacks per step (stack level)")
     augment: bool = Field(True, description="random flips / 90-degree rotations of image + myocardium in training")
+    cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
+    select_best: bool = Field(False, description="end with the weights of the epoch with the best val AUROC (when val data is given)")
 
     @field_validator("channels")
     @classmethod
@@ -213,6 +215,8 @@ class DRNAttentionCAM(CAMGenerator):
             seed=self.seed,
             monitor=monitor or Monitor(f"drn-attention ({level})"),
             validate=validate,
+            cosine=cfg.cosine,
+            select="val_auroc" if cfg.select_best and validate is not None else None,
         )
         self.model.eval()
 

@@ -25,6 +25,8 @@ class UNetConfig(PluginConfig):
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
     affine: bool = Field(False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)")
     bce_weight: float = Field(0.0, ge=0, description="weight of a binary cross-entropy term added to the Dice loss")
+    cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
+    select_best: bool = Field(False, description="end with the weights of the epoch with the best val Dice (when val data is given)")
 
 
 class UNetSegmenter(Segmenter):
@@ -69,7 +71,8 @@ class UNetSegmenter(Segmenter):
                 truth = val_targets > 0.5
                 return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
 
-        train_loop(network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor, validate=validate)
+        select = "val_dice" if cfg.select_best and validate is not None else None
+        train_loop(network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor, validate=validate, cosine=cfg.cosine, select=select)
 
     @torch.no_grad()
     def predict(self, inputs: np.ndarray) -> np.ndarray:
