@@ -21,6 +21,9 @@ def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     _, workdir, result = pipeline_run
     assert result.exit_code == 0, result.output
     assert "run-all summary" in result.output and "total" in result.output
+    timings = json.loads((workdir / "timings.json").read_text())
+    assert [s["stage"] for s in timings["stages"]][:3] == ["synth", "ingest", "train-myo"]
+    assert timings["peak_mib"] >= max(s["peak_mib_so_far"] for s in timings["stages"]) > 0
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert set(metrics["fibrosis"]) == {"pixel", "slice", "stack"}
     assert set(metrics["classification"]) == {"slice", "stack"}

@@ -287,16 +287,20 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
         console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
         began = time.perf_counter()
         step()
-        timings.append((name, time.perf_counter() - began))
+        timings.append((name, time.perf_counter() - began, _peak_memory_mib()))
     total = time.perf_counter() - start
     console.print(metrics_table(json.loads(ws.metrics.read_text())))
     table = Table(title="run-all summary")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
-    for name, seconds in timings:
-        table.add_row(name, f"{seconds:.1f}")
-    table.add_row("[bold]total[/bold]", f"[bold]{total:.1f}[/bold]")
+    table.add_column("peak memory so far (MiB)", justify="right")
+    for name, seconds, memory in timings:
+        table.add_row(name, f"{seconds:.1f}", f"{memory:.0f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{total:.1f}[/bold]", f"[bold]{_peak_memory_mib():.0f}[/bold]")
     console.print(table)
+    stages = [{"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)} for name, seconds, memory in timings]
+    summary = {"device": str(dev), "total_s": round(total, 1), "peak_mib": round(_peak_memory_mib()), "stages": stages}
+    ws.timings.write_text(json.dumps(summary, indent=2))
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
 
 

@@ -59,6 +59,11 @@ class Workspace:
         return self.root / "metrics_per_case.json"
 
     @property
+    def timings(self) -> Path:
+        """Wall time and peak memory of each stage of the last ``run-all``."""
+        return self.root / "timings.json"
+
+    @property
     def report(self) -> Path:
         return self.root / "report"
 
