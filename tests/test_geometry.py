@@ -50,3 +50,17 @@ def test_normalise_intensity_and_resize():
     assert resize(normalised[None], (20, 20)).shape == (1, 20, 20)
     labels = resize(np.array([[[0, 3], [3, 0]]], np.float32), (4, 4), nearest=True)
     assert set(np.unique(labels)) == {0, 3}
+
+
+def test_roi_normalise_stretches_each_crop_to_the_full_range():
+    from wsseg.config import validate_params
+    from wsseg.stages.myocardium import roi_images
+
+    images = np.zeros((2, 64, 64), np.float32)
+    images[:, 16:48, 16:48] = np.linspace(0.2, 0.4, 32)[None, None]
+    boxes = np.array([[16, 16, 48, 48]] * 2)
+    plain = roi_images(images, boxes, validate_params({"data": {"roi_size": 32}}))
+    stretched = roi_images(images, boxes, validate_params({"data": {"roi_size": 32, "roi_normalise": True}}))
+    assert plain.max() <= 0.41
+    assert stretched.min() == 0 and stretched.max() == 1
+    assert np.corrcoef(plain[0].ravel(), stretched[0].ravel())[0, 1] > 0.99

@@ -36,6 +36,7 @@ class DataParams(Section):
     image_size: int = Field(128, ge=32, description="side of the common grid the field of view is resized to at ingest")
     roi_size: int = Field(64, ge=16, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
     roi_margin: float = Field(0.25, ge=0, description="crop margin around the myocardium, as a fraction of its extent")
+    roi_normalise: bool = Field(False, description="re-normalise intensities inside each crop (percentiles 1..99.5), for contrast around the heart")
 
     @field_validator("image_size", "roi_size")
     @classmethod

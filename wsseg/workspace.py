@@ -80,13 +80,13 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     config invalidates every cache after it.
     """
     p = params.model_dump(mode="json")
-    data = {k: v for k, v in p["data"].items() if k not in ("roi_size", "roi_margin")}
+    data = {k: v for k, v in p["data"].items() if k not in ("roi_size", "roi_margin", "roi_normalise")}
     if artefact == "dataset":
         return config_hash(data)
     if artefact == "myocardium_model":
         return config_hash(lineage(params, "dataset"), p["seed"], _plugin(params, "myocardium"))
     if artefact == "myocardium":
-        roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["myocardium"]["threshold"])
+        roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["data"]["roi_normalise"], p["myocardium"]["threshold"])
         return config_hash(lineage(params, "myocardium_model"), roi)
     if artefact == "cams":
         return config_hash(lineage(params, "myocardium"), _plugin(params, "cam"), key)

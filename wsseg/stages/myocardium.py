@@ -11,7 +11,7 @@ import numpy as np
 from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params
 from wsseg.data.cache import Cache, read_cache, write_cache
-from wsseg.data.geometry import bounding_box, crop
+from wsseg.data.geometry import bounding_box, crop, normalise_intensity
 from wsseg.registry import get_plugin
 from wsseg.training import Monitor, seed_everything
 from wsseg.workspace import Workspace, lineage
@@ -96,4 +96,12 @@ def read_roi_data(params: Params, ws: Workspace) -> RoiData:
     dataset = read_dataset(params, ws)
     myo = read_cache(ws.myocardium, expected_config=lineage(params, "myocardium"), rerun="wsseg predict-myo")
     size = params.data.roi_size
-    return RoiData(dataset, myo["boxes"], crop(dataset["images"], myo["boxes"], size), crop(myo["probability"], myo["boxes"], size))
+    return RoiData(dataset, myo["boxes"], roi_images(dataset["images"], myo["boxes"], params), crop(myo["probability"], myo["boxes"], size))
+
+
+def roi_images(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
+    """The ROI crops of ``images`` that CAM and fibrosis networks see (re-normalised per crop with ``data.roi_normalise``)."""
+    crops = crop(images, boxes, params.data.roi_size)
+    if params.data.roi_normalise:
+        crops = np.stack([normalise_intensity(c) for c in crops]) if len(crops) else crops
+    return crops

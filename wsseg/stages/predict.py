@@ -25,7 +25,7 @@ from wsseg.interfaces import WeakSet
 from wsseg.stages.cams import load_cam_model
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
 from wsseg.stages.ingest import prepare_image
-from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset
+from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images
 from wsseg.training import track
 from wsseg.workspace import Workspace, lineage
 
@@ -62,7 +62,7 @@ class Predictor:
         params, size = self.params, self.params.data.roi_size
         myo = self.myocardium.predict(images[:, None])
         boxes = case_boxes(myo, case_ids, params)
-        image_roi, myo_roi = crop(images, boxes, size), crop(myo, boxes, size)
+        image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
         fibrosis = self.fibrosis.predict(fibrosis_inputs(image_roi, myo_roi, self.supervision))
         if params.segmentation.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)

@@ -17,14 +17,14 @@ from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
 from wsseg.stages.evaluate import format_figure  # noqa: E402
-from wsseg.stages.myocardium import read_dataset  # noqa: E402
+from wsseg.stages.myocardium import read_dataset, roi_images  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
 
 
 FIBROSIS_COLOUR = ListedColormap(["orangered"])
 
 
-def _example_slices(data, splits: list[str], count: int) -> list[int]:
+def example_slices(data, splits: list[str], count: int) -> list[int]:
     """The slice with most fibrosis of each of the first ``count`` labelled held-out cases with fibrosis."""
     rows = np.flatnonzero(np.isin(data["split"], splits) & data["has_mask"])
     chosen = []
@@ -54,7 +54,7 @@ def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: P
     predictions = {s: read_cache(ws.predictions(s)) for s in params.segmentation.supervisions}
     size = params.data.roi_size
     boxes = next(iter(predictions.values()))["boxes"][rows]
-    images = crop(data["images"][rows], boxes, size)
+    images = roi_images(data["images"][rows], boxes, params)
     truth_myo = crop(data["myocardium_mask"][rows].astype(np.float32), boxes, size)
     truth_fib = crop(data["fibrosis_mask"][rows].astype(np.float32), boxes, size)
     columns = ["ground truth", *predictions]
@@ -71,23 +71,27 @@ def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: P
     return path
 
 
-def cam_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path) -> Path | None:
-    """The restricted CAMs of each level next to the image and true fibrosis, on example slices."""
-    levels = [level for level in params.cam.levels if ws.cams(level).exists()]
-    if not rows or not levels:
+def cam_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path, sources: dict[str, Path] | None = None) -> Path | None:
+    """Restricted CAMs next to the image and true fibrosis, on example slices.
+
+    ``sources`` maps a column title to a CAM cache; by default, one column per trained CAM level.
+    """
+    sources = sources or {level: ws.cams(level) for level in params.cam.levels}
+    sources = {title: cache for title, cache in sources.items() if cache.exists()}
+    if not rows or not sources:
         return None
     boxes = read_cache(ws.myocardium)["boxes"][rows]
-    images = crop(data["images"][rows], boxes, params.data.roi_size)
+    images = roi_images(data["images"][rows], boxes, params)
     truth = crop(data["fibrosis_mask"][rows].astype(np.float32), boxes, params.data.roi_size)
-    cams = {level: read_cache(ws.cams(level)) for level in levels}
-    fig, axes = plt.subplots(len(rows), 1 + len(levels), figsize=(2.2 * (1 + len(levels)), 2.2 * len(rows)), squeeze=False)
+    cams = {title: read_cache(cache) for title, cache in sources.items()}
+    fig, axes = plt.subplots(len(rows), 1 + len(cams), figsize=(2.2 * (1 + len(cams)), 2.2 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
         _overlay(axes[r, 0], images[r], None, truth[r], f"{data['case_id'][i]}: image + true fibrosis")
-        for c, level in enumerate(levels, start=1):
+        for c, (title, cache) in enumerate(cams.items(), start=1):
             axes[r, c].imshow(images[r], cmap="gray", vmin=0, vmax=1)
-            cam = np.maximum(cams[level]["cams"][i], 0)
+            cam = np.maximum(cache["cams"][i], 0)
             axes[r, c].imshow(cam, cmap="jet", alpha=0.5, extent=(-0.5, images.shape[2] - 0.5, images.shape[1] - 0.5, -0.5))
-            axes[r, c].set_title(f"{level} CAM, p={cams[level]['slice_score'][i]:.2f}", fontsize=8)
+            axes[r, c].set_title(f"{title} CAM, p={cache['slice_score'][i]:.2f}", fontsize=8)
             axes[r, c].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -137,7 +141,7 @@ def report(params: Params, ws: Workspace) -> Path:
     metrics = json.loads(ws.metrics.read_text())
     ws.report.mkdir(parents=True, exist_ok=True)
     data = read_dataset(params, ws)
-    rows = _example_slices(data, params.evaluate.splits, 4)
+    rows = example_slices(data, params.evaluate.splits, 4)
     figures = {
         "Segmentations": overlay_figure(params, ws, data, rows, ws.report / "overlays.png"),
         "Class activation maps": cam_figure(params, ws, data, rows, ws.report / "cams.png"),
