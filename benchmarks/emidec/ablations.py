@@ -1,0 +1,148 @@
+"""Ablations and options on the EMIDEC val split: one params switch per row, against the benchmark run.
+
+Run after ``bash benchmarks/emidec/run.sh`` (from the repository root)::
+
+    python benchmarks/emidec/ablations.py [NAME ...]
+
+Each variant is the benchmark's params.yaml with one override. It gets its own workspace under
+``data/emidec/ablations/<name>/``; every artefact whose lineage (config hash) equals the benchmark
+run's is hard-linked from it instead of recomputed, so e.g. a pseudo-label switch retrains only the
+fibrosis U-Net. Results go to ``data/emidec/ablations.json`` and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from wsseg.config import validate_params
+from wsseg.stages import cams, fibrosis, myocardium, predict, pseudo_labels
+from wsseg.stages.evaluate import evaluate
+from wsseg.stages.myocardium import read_dataset
+from wsseg.stages.report import cam_figure, example_slices
+from wsseg.training import resolve_device
+from wsseg.workspace import Workspace, lineage
+
+PARAMS = Path("benchmarks/emidec/params.yaml")
+BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec"))
+
+# name -> (supervision, overrides of the benchmark params)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
+    "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
+    "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
+    "no DenseCRF": ("slice", {"pseudo_label": {"config": {"crf": False}}}),
+    "option: CAM restricted to the myocardium on the image grid": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": 0.5}}}),
+    "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
+    "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
+    "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
+}
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def chain(params, ws: Workspace, supervision: str, device: str) -> list[tuple[list[Path], str, callable]]:
+    """The stages one supervision needs, as (outputs, lineage, run)."""
+    level = "slice" if supervision == "pixel" else supervision  # pixel-level predictions read the slice classifier
+    steps = [
+        ([ws.dataset], lineage(params, "dataset"), None),
+        ([ws.myocardium_model], lineage(params, "myocardium_model"), lambda: myocardium.train_myocardium(params, ws, device)),
+        ([ws.myocardium], lineage(params, "myocardium"), lambda: myocardium.predict_myocardium(params, ws, device)),
+        ([ws.cam_model(level)], lineage(params, "cams", level), lambda: cams.train_cam(params, ws, level, device)),
+        ([ws.cams(level)], lineage(params, "cams", level), lambda: cams.generate_cams(params, ws, level, device)),
+    ]
+    if supervision != "pixel":
+        steps.append(([ws.pseudo_labels(level)], lineage(params, "pseudo_labels", level), lambda: pseudo_labels.pseudo_label(params, ws, level)))
+    steps += [
+        ([ws.fibrosis_model(supervision)], lineage(params, "fibrosis", supervision), lambda: fibrosis.train_fibrosis(params, ws, supervision, device)),
+        ([ws.predictions(supervision)], lineage(params, "predictions", supervision), lambda: predict.predict_dataset(params, ws, supervision, device)),
+    ]
+    return steps
+
+
+def workspace(name: str) -> Workspace:
+    return Workspace(BASE / "ablations" / name.replace(" ", "-").replace(":", ""))
+
+
+def attention_figure(base_raw: dict) -> Path | None:
+    """CAMs of the benchmark's slice classifier beside those of the one trained without attention."""
+    params, base = validate_params(base_raw), Workspace(BASE)
+    data = read_dataset(params, base)
+    sources = {"with attention": base.cams("slice"), "no attention": workspace("no self-attention").cams("slice")}
+    return cam_figure(params, base, data, example_slices(data, ["val"], 4), base.report / "cams-attention.png", sources)
+
+
+def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, device: str) -> dict:
+    levels = ["stack"] if supervision == "stack" else ["slice"]
+    raw = merge(base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}}))
+    params, base_params = validate_params(raw), validate_params(base_raw)
+    ws, base_ws = workspace(name), Workspace(BASE)
+    started = time.perf_counter()
+    for (outputs, config, run), (base_outputs, base_config, _) in zip(chain(params, ws, supervision, device), chain(base_params, base_ws, supervision, device)):
+        if config == base_config and all(p.exists() for p in base_outputs):
+            for out, source in zip(outputs, base_outputs):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.unlink(missing_ok=True)
+                os.link(source, out)
+        elif run is not None:
+            run()
+        else:
+            raise SystemExit(f"{name}: {outputs[0]} must come from the benchmark run; run benchmarks/emidec/run.sh first")
+    metrics = evaluate(params, ws)
+    return {
+        "name": name,
+        "supervision": supervision,
+        "overrides": overrides,
+        "fibrosis_dice": metrics["fibrosis"][supervision]["dice"],
+        "fibrosis_free_flagged": f'{metrics["fibrosis"][supervision]["fibrosis_free_flagged"]}/{metrics["fibrosis"][supervision]["fibrosis_free_cases"]}',
+        "classification": metrics["classification"].get(supervision),
+        "seconds": round(time.perf_counter() - started),
+    }
+
+
+def main(names: list[str]) -> None:
+    base_raw = yaml.safe_load(PARAMS.read_text())
+    device = str(resolve_device(base_raw.get("device", "auto")))
+    results_path = BASE / "ablations.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in names or VARIANTS:
+        supervision, overrides = VARIANTS[name]
+        print(f"== {name}", flush=True)
+        results[name] = run_variant(name, supervision, overrides, base_raw, device)
+        results_path.write_text(json.dumps(results, indent=2))
+    if "no self-attention" in results:
+        print(f"figure: {attention_figure(base_raw)}")
+    print(markdown_table(json.loads((BASE / "metrics.json").read_text()), results))
+
+
+def markdown_table(baseline: dict, results: dict) -> str:
+    """The benchmark's row for each supervision used, then one row per variant."""
+    lines = ["| variant | supervision | fibrosis Dice | fibrosis-free flagged | slice AUROC | minutes |", "|---|---|---|---|---|---|"]
+    for supervision in dict.fromkeys(row["supervision"] for row in results.values()):
+        fib = baseline["fibrosis"][supervision]
+        auroc = baseline["classification"]["slice"]["slice_auroc"] if supervision == "slice" else None
+        lines.append(_row("benchmark", supervision, fib["dice"], f'{fib["fibrosis_free_flagged"]}/{fib["fibrosis_free_cases"]}', auroc, None))
+    for row in results.values():
+        auroc = (row["classification"] or {}).get("slice_auroc")
+        lines.append(_row(row["name"], row["supervision"], row["fibrosis_dice"], row["fibrosis_free_flagged"], auroc, row["seconds"] / 60))
+    return "\n".join(lines)
+
+
+def _row(name: str, supervision: str, dice: dict, flagged: str, auroc: float | None, minutes: float | None) -> str:
+    auroc_text = f"{auroc:.3f}" if auroc is not None else ""
+    minutes_text = f"{minutes:.1f}" if minutes is not None else ""
+    return f'| {name} | {supervision} | {dice["mean"]:.3f} ± {dice["std"]:.3f} | {flagged} | {auroc_text} | {minutes_text} |'
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,60 @@
+"""How good are the pseudo-labels? A diagnostic on the val slices with fibrosis (not a pipeline stage).
+
+The benchmark's slice CAMs of the val slices with fibrosis go through the pseudo-labeller (with
+optional ``key=value`` overrides of ``pseudo_label.config``) and are compared with the true fibrosis
+on the ROI grid; Otsu inside the predicted myocardium is printed beside it as a reference. Run
+after ``bash benchmarks/emidec/run.sh``::
+
+    python benchmarks/emidec/pseudo_label_quality.py [myocardium_threshold=0.5 ...]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from skimage.filters import threshold_otsu
+
+from wsseg.config import validate_params
+from wsseg.data.cache import read_cache
+from wsseg.registry import get_plugin
+from wsseg.stages.myocardium import read_roi_data
+from wsseg.workspace import Workspace
+
+
+def pooled_dice(predicted: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    overlap = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
+    return 2 * overlap / max(sum(int(p.sum() + t.sum()) for p, t in zip(predicted, truth)), 1)
+
+
+def otsu_inside(image: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
+    """The pixels of ``myocardium`` brighter than its Otsu threshold."""
+    if myocardium.sum() < 2:
+        return np.zeros_like(myocardium)
+    return myocardium & (image > threshold_otsu(image[myocardium]))
+
+
+def main(overrides: list[str]) -> None:
+    raw = yaml.safe_load(Path("benchmarks/emidec/params.yaml").read_text())
+    for item in overrides:
+        key, value = item.split("=", 1)
+        raw["pseudo_label"].setdefault("config", {})[key] = yaml.safe_load(value)
+    params = validate_params(raw)
+    ws = Workspace(Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec")))
+    roi = read_roi_data(params, ws)
+    cams = read_cache(ws.cams("slice"))["cams"]
+    rows = np.flatnonzero((roi.dataset["split"] == "val") & (roi.dataset["slice_label"] == 1))
+    truth = [mask > 0.5 for mask in roi.fibrosis_masks(params.data.roi_size)[rows]]
+    labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
+    pseudo = [labeler.label(cams[i], roi.images[i], roi.myocardium[i], True) for i in rows]
+    otsu = [otsu_inside(roi.images[i], roi.myocardium[i] > params.myocardium.threshold) for i in rows]
+    print(f"{len(rows)} val slices with fibrosis, pooled Dice against the truth:")
+    print(f"  pseudo-labels ({' '.join([params.pseudo_label.plugin, *overrides])}): {pooled_dice(pseudo, truth):.3f}")
+    print(f"  Otsu inside the predicted myocardium: {pooled_dice(otsu, truth):.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
