@@ -37,8 +37,13 @@ class OtsuCRFLabeler(PseudoLabeler):
             prob = otsu_suppress(prob, image, cfg.otsu_classes)
         if not cfg.crf:
             return prob >= cfg.threshold
+        return self.refine(prob, image)
+
+    def refine(self, probability: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """The CRF step: probabilities ``(H, W)`` in [0, 1] and the image -> binary mask (pydensecrf)."""
+        cfg = self.config
         return dense_crf(
-            prob,
+            probability,
             image,
             iterations=cfg.crf_iterations,
             w1=cfg.w1,
