@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic configuration and one pipeline run reused by several tests."""
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def merge(base: dict, overrides: dict) -> dict:
 
 # The repository's params.yaml, shrunk so the whole pipeline runs in about a minute.
 TINY_PARAMS = merge(yaml.safe_load(Path("params.yaml").read_text()), OVERRIDES)
+
+
+def rewrite_csv(path: Path, edit) -> None:
+    """Rewrite the CSV at ``path`` with ``edit(rows)`` (a list of dicts in, a list of dicts out)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    rows = edit(rows)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_params(folder: Path, params: dict) -> Path:

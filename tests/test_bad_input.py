@@ -1,6 +1,5 @@
 """Each bad input of docs/reliability.md through the CLI: one line on stderr, exit 2, nothing written."""
 
-import csv
 import shutil
 import warnings
 
@@ -11,6 +10,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.conftest import rewrite_csv
 from wsseg.cli import app
 from wsseg.config import load_params
 from wsseg.data.cache import read_cache, write_cache
@@ -27,15 +27,6 @@ TINY = SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_s
 def phantoms(tmp_path_factory):
     return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY)
 
-
-def edit_csv(path, edit):
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    rows = edit(rows)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def set_where(rows, test, **values):
@@ -89,7 +80,7 @@ def short_label_volume(folder):
 
 def move_train_cases(folder, stack):
     """Send the train cases with ``stack_fibrosis == stack`` to val (keeping one pixel-labelled train case)."""
-    edit_csv(folder / "cases.csv", lambda rows: set_where(rows, lambda r: r["split"] == "train" and r["stack_fibrosis"] == stack, split="val"))
+    rewrite_csv(folder / "cases.csv", lambda rows: set_where(rows, lambda r: r["split"] == "train" and r["stack_fibrosis"] == stack, split="val"))
 
 
 def positive_stack_row(folder):
@@ -98,13 +89,13 @@ def positive_stack_row(folder):
 
 def negative_stack_with_fibrosis_in_its_label_images(folder):
     case = first(folder, lambda r: r.pixel_labels and r.slice_fibrosis == 1).case_id
-    edit_csv(folder / "cases.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == case, stack_fibrosis="0"))
-    edit_csv(folder / "slices.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == case, slice_fibrosis=""))
+    rewrite_csv(folder / "cases.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == case, stack_fibrosis="0"))
+    rewrite_csv(folder / "slices.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == case, slice_fibrosis=""))
 
 
 def slice_label_contradicting_its_label_image(folder):
     record = first(folder, lambda r: r.pixel_labels and r.slice_fibrosis == 1)
-    edit_csv(folder / "slices.csv", lambda rows: set_where(rows, lambda r: r["image"].endswith(record.image.name), slice_fibrosis="0"))
+    rewrite_csv(folder / "slices.csv", lambda rows: set_where(rows, lambda r: r["image"].endswith(record.image.name), slice_fibrosis="0"))
 
 
 FIRST_ROW = lambda r: r["case_id"] == "case001" and r["slice_index"] == "0"  # noqa: E731
@@ -119,14 +110,14 @@ BAD_DATA = {
     "NaN pixels (NIfTI)": (lambda f: non_finite_volume(f, ".nii.gz", np.nan), "contains NaN or infinite values"),
     "inf pixels (NIfTI)": (lambda f: non_finite_volume(f, ".nii", np.inf), "contains NaN or infinite values"),
     "empty folder": (lambda f: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in f.iterdir()], "is empty"),
-    "CSV names a missing file": (lambda f: edit_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, image="images/gone.png")), "does not exist"),
-    "CSV names an unknown case": (lambda f: edit_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, case_id="case999")), "is not in cases.csv"),
-    "duplicate slice index": (lambda f: edit_csv(f / "slices.csv", lambda rows: rows + rows[:1]), "listed twice"),
-    "slice label not 0/1": (lambda f: edit_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, slice_fibrosis="yes")), "expected 0 or 1, got 'yes'"),
-    "stack label not 0/1": (lambda f: edit_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: True, stack_fibrosis="2")), "expected 0 or 1, got '2'"),
+    "CSV names a missing file": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, image="images/gone.png")), "does not exist"),
+    "CSV names an unknown case": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, case_id="case999")), "is not in cases.csv"),
+    "duplicate slice index": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: rows + rows[:1]), "listed twice"),
+    "slice label not 0/1": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, slice_fibrosis="yes")), "expected 0 or 1, got 'yes'"),
+    "stack label not 0/1": (lambda f: rewrite_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: True, stack_fibrosis="2")), "expected 0 or 1, got '2'"),
     "CSV not UTF-8": (lambda f: (f / "slices.csv").write_bytes((f / "slices.csv").read_bytes() + "caf\u00e9,0,x,,0\n".encode("latin-1")), "not UTF-8"),
     "stack 0 with a positive slice": (
-        lambda f: edit_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == positive_stack_row(f), stack_fibrosis="0")),
+        lambda f: rewrite_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == positive_stack_row(f), stack_fibrosis="0")),
         "has stack_fibrosis 0 but a slice with fibrosis",
     ),
     "stack 0 with fibrosis in its label images": (negative_stack_with_fibrosis_in_its_label_images, "has stack_fibrosis 0 but a slice with fibrosis"),

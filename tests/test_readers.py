@@ -1,7 +1,6 @@
 import csv
-import shutil
-
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.conftest import rewrite_csv
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.readers import LABEL_VALUES, DataError, SliceRecord, list_slice_images, load_image, load_label, read_folder, read_volume
@@ -29,15 +29,6 @@ def phantoms(tmp_path_factory):
 def folder(phantoms, tmp_path):
     return shutil.copytree(phantoms, tmp_path / "set")
 
-
-def rewrite_csv(path, edit):
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    rows = edit(rows)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def test_reads_every_slice_with_its_labels(folder):

@@ -35,7 +35,13 @@ SLICE_NAME = re.compile(r"^(?P<case>.+)_slice(?P<index>\d+)\.png$")
 
 
 class DataError(ValueError):
-    """Input data that wsseg cannot use, with a message that says what to fix."""
+    """Input data that wsseg cannot use, with a one-line message that says what to fix.
+
+    Line breaks in the message (e.g. from a file name read from a CSV) are shown as ``\\n``.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 @dataclass(frozen=True)
