@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -51,21 +52,21 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def chain(params, ws: Workspace, supervision: str, device: str) -> list[tuple[list[Path], str, callable]]:
-    """The stages one supervision needs, as (outputs, lineage, run)."""
+def chain(params, ws: Workspace, supervision: str, device: str) -> list[tuple[Path, str, Callable[[], object] | None]]:
+    """The artefacts one supervision needs, as (path, lineage, the stage that makes it)."""
     level = "slice" if supervision == "pixel" else supervision  # pixel-level predictions read the slice classifier
     steps = [
-        ([ws.dataset], lineage(params, "dataset"), None),
-        ([ws.myocardium_model], lineage(params, "myocardium_model"), lambda: myocardium.train_myocardium(params, ws, device)),
-        ([ws.myocardium], lineage(params, "myocardium"), lambda: myocardium.predict_myocardium(params, ws, device)),
-        ([ws.cam_model(level)], lineage(params, "cams", level), lambda: cams.train_cam(params, ws, level, device)),
-        ([ws.cams(level)], lineage(params, "cams", level), lambda: cams.generate_cams(params, ws, level, device)),
+        (ws.dataset, lineage(params, "dataset"), None),
+        (ws.myocardium_model, lineage(params, "myocardium_model"), lambda: myocardium.train_myocardium(params, ws, device)),
+        (ws.myocardium, lineage(params, "myocardium"), lambda: myocardium.predict_myocardium(params, ws, device)),
+        (ws.cam_model(level), lineage(params, "cams", level), lambda: cams.train_cam(params, ws, level, device)),
+        (ws.cams(level), lineage(params, "cams", level), lambda: cams.generate_cams(params, ws, level, device)),
     ]
     if supervision != "pixel":
-        steps.append(([ws.pseudo_labels(level)], lineage(params, "pseudo_labels", level), lambda: pseudo_labels.pseudo_label(params, ws, level)))
+        steps.append((ws.pseudo_labels(level), lineage(params, "pseudo_labels", level), lambda: pseudo_labels.pseudo_label(params, ws, level)))
     steps += [
-        ([ws.fibrosis_model(supervision)], lineage(params, "fibrosis", supervision), lambda: fibrosis.train_fibrosis(params, ws, supervision, device)),
-        ([ws.predictions(supervision)], lineage(params, "predictions", supervision), lambda: predict.predict_dataset(params, ws, supervision, device)),
+        (ws.fibrosis_model(supervision), lineage(params, "fibrosis", supervision), lambda: fibrosis.train_fibrosis(params, ws, supervision, device)),
+        (ws.predictions(supervision), lineage(params, "predictions", supervision), lambda: predict.predict_dataset(params, ws, supervision, device)),
     ]
     return steps
 
@@ -88,16 +89,15 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(BASE)
     started = time.perf_counter()
-    for (outputs, config, run), (base_outputs, base_config, _) in zip(chain(params, ws, supervision, device), chain(base_params, base_ws, supervision, device)):
-        if config == base_config and all(p.exists() for p in base_outputs):
-            for out, source in zip(outputs, base_outputs):
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.unlink(missing_ok=True)
-                os.link(source, out)
+    for (path, config, run), (base_path, base_config, _) in zip(chain(params, ws, supervision, device), chain(base_params, base_ws, supervision, device)):
+        if config == base_config and base_path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            os.link(base_path, path)
         elif run is not None:
             run()
         else:
-            raise SystemExit(f"{name}: {outputs[0]} must come from the benchmark run; run benchmarks/emidec/run.sh first")
+            raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
     metrics = evaluate(params, ws)
     return {
         "name": name,
