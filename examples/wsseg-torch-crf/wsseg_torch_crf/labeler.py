@@ -30,16 +30,7 @@ class TorchCRFLabeler(OtsuCRFLabeler):
 
     def refine(self, probability: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The CRF step in PyTorch, on ``config.device``."""
-        cfg = self.config
-        device = resolve_device(cfg.device)
-        refined = mean_field_crf(
-            torch.from_numpy(probability).to(device),
-            torch.from_numpy(np.asarray(image, np.float32)).to(device),
-            iterations=cfg.crf_iterations,
-            w1=cfg.w1,
-            w2=cfg.w2,
-            theta_gamma=cfg.theta_gamma,
-            theta_alpha=cfg.theta_alpha,
-            theta_beta=cfg.theta_beta,
-        )
-        return refined.cpu().numpy()
+        device = resolve_device(self.config.device)
+        probability_t = torch.from_numpy(probability).to(device)
+        image_t = torch.from_numpy(np.asarray(image, np.float32)).to(device)
+        return mean_field_crf(probability_t, image_t, **self.config.crf_kwargs()).cpu().numpy()

@@ -32,3 +32,14 @@ class OtsuCRFConfig(PluginConfig):
     threshold: float = Field(
         0.5, gt=0.0, le=1.0, description="Without CRF, mask = probability >= threshold (0.5: every positive CAM pixel)."
     )
+
+    def crf_kwargs(self) -> dict[str, float | int]:
+        """The CRF keyword arguments (``iterations``, kernel weights and widths) of this config."""
+        return {
+            "iterations": self.crf_iterations,
+            "w1": self.w1,
+            "w2": self.w2,
+            "theta_gamma": self.theta_gamma,
+            "theta_alpha": self.theta_alpha,
+            "theta_beta": self.theta_beta,
+        }

@@ -41,14 +41,4 @@ class OtsuCRFLabeler(PseudoLabeler):
 
     def refine(self, probability: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The CRF step: probabilities ``(H, W)`` in [0, 1] and the image -> binary mask (pydensecrf)."""
-        cfg = self.config
-        return dense_crf(
-            probability,
-            image,
-            iterations=cfg.crf_iterations,
-            w1=cfg.w1,
-            w2=cfg.w2,
-            theta_gamma=cfg.theta_gamma,
-            theta_alpha=cfg.theta_alpha,
-            theta_beta=cfg.theta_beta,
-        )
+        return dense_crf(probability, image, **self.config.crf_kwargs())
