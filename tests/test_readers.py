@@ -58,10 +58,18 @@ def test_bad_slice_tables_are_refused(folder, edit, message):
         read_folder(folder)
 
 
-def test_a_negative_stack_with_a_positive_slice_is_refused(folder):
-    positive = next(r.case_id for r in read_folder(folder) if r.slice_fibrosis == 1)
-    rewrite_csv(folder / "cases.csv", lambda rows: [dict(r, stack_fibrosis="0") if r["case_id"] == positive else r for r in rows])
-    with pytest.raises(DataError, match=f"case {positive} has stack_fibrosis 0"):
+@pytest.mark.parametrize(
+    "chosen, column, value, message",
+    [
+        (lambda r: r.slice_fibrosis == 1, "stack_fibrosis", "0", "has stack_fibrosis 0"),  # a positive slice in a negative stack
+        (lambda r: r.stack_fibrosis == 0, "stack_fibrosis", "1", "has stack_fibrosis 1 but none"),  # no positive slice in a positive stack
+        (lambda r: r.pixel_labels, "pixel_labels", "0", "has pixel_labels 0 but label images"),
+    ],
+)
+def test_a_cases_csv_that_contradicts_the_slices_is_refused(folder, chosen, column, value, message):
+    case = next(r.case_id for r in read_folder(folder) if chosen(r))
+    rewrite_csv(folder / "cases.csv", lambda rows: [dict(r, **{column: value}) if r["case_id"] == case else r for r in rows])
+    with pytest.raises(DataError, match=f"case {case} {message}"):
         read_folder(folder)
 
 
@@ -108,20 +116,6 @@ def test_volumes_read_like_slices(folder, tmp_path):
     expected = np.array([r.slice_fibrosis for r in reference])
     np.testing.assert_array_equal(data["slice_label"][labelled], expected[labelled])
     assert (data["slice_label"][~labelled] == -1).all()
-
-
-def test_a_positive_stack_without_a_positive_slice_is_refused(folder):
-    negative = next(r.case_id for r in read_folder(folder) if r.stack_fibrosis == 0)
-    rewrite_csv(folder / "cases.csv", lambda rows: [dict(r, stack_fibrosis="1") if r["case_id"] == negative else r for r in rows])
-    with pytest.raises(DataError, match=f"case {negative} has stack_fibrosis 1 but none"):
-        read_folder(folder)
-
-
-def test_label_images_of_a_case_without_pixel_labels_are_refused(folder):
-    labelled = next(r.case_id for r in read_folder(folder) if r.pixel_labels)
-    rewrite_csv(folder / "cases.csv", lambda rows: [dict(r, pixel_labels="0") if r["case_id"] == labelled else r for r in rows])
-    with pytest.raises(DataError, match=f"case {labelled} has pixel_labels 0 but label images"):
-        read_folder(folder)
 
 
 def test_tables_that_are_not_utf8_or_empty_are_refused(folder):
