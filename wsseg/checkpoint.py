@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from wsseg import __version__
+from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
 from wsseg.data.cache import CacheError
 from wsseg.interfaces import Plugin
@@ -20,6 +20,7 @@ def resume_path(model_path: str | Path) -> Path:
     return model_path.with_name(f"{model_path.stem}.resume.pt")
 
 
+@distributed.on_main
 def save_plugin(path: str | Path, plugin: Plugin, *, kind: Kind, name: str, config_hash: str, history: list | None = None) -> Path:
     """Write a trained plugin with its name, config, config hash and training curve, atomically.
 

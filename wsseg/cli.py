@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from wsseg import distributed
 from wsseg.config import ConfigError, Params, load_params
 from wsseg.data.cache import CacheError
 from wsseg.data.readers import DataError
@@ -48,8 +49,13 @@ LevelOption = Annotated[str, typer.Option("--level", "-l", help="Weak-label leve
 SupervisionOption = Annotated[str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")]
 
 
+def _rank_prefix() -> str:
+    """``[rank N] `` on processes other than rank 0 under torchrun, so that their lines can be told apart."""
+    return f"[rank {distributed.rank()}] " if not distributed.is_main() else ""
+
+
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[yellow]warning:[/yellow] {_rank_prefix()}{message}", highlight=False, soft_wrap=True)
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -62,7 +68,7 @@ def _friendly_errors(command: Callable) -> Callable:
                 warnings.showwarning = _warn_in_one_line
                 return command(*args, **kwargs)
         except (ConfigError, DataError, CacheError, PluginError, OSError) as exc:
-            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {_rank_prefix()}{exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("[red]interrupted[/red]: rerun the command to go on (training resumes after its last finished epoch)", highlight=False)
@@ -71,12 +77,23 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def _setup(params_path: Path, workdir: Path, device: str | None = None) -> tuple[Params, Workspace, str]:
+def _setup(params_path: Path, workdir: Path, device: str | None = None, *, processes: bool = False) -> tuple[Params, Workspace, str]:
+    """Params, workspace and device of a command; with ``processes``, the command follows params' ``distributed``.
+
+    That is: started plainly with more than one process asked for, it runs itself again under
+    torchrun and exits with its code; started by torchrun, it joins the process group.
+    """
     params = load_params(params_path)
     try:
         resolved = str(resolve_device(device or params.device))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    wanted = params.distributed
+    if processes and wanted.processes > 1 and not distributed.launched():
+        console.print(f"running on torchrun: {wanted.nproc_per_node} process(es) per node x {wanted.nnodes} node(s)")
+        raise typer.Exit(distributed.relaunch(wanted.nproc_per_node, wanted.nnodes, wanted.rdzv_endpoint))
+    resolved = distributed.setup(resolved)
+    console.quiet = not distributed.is_main()
     return params, Workspace(workdir), resolved
 
 
@@ -119,7 +136,7 @@ def train_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption
     """Train the myocardium segmenter on the pixel-labelled train cases."""
     from wsseg.stages.myocardium import train_myocardium
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     _done(f"myocardium model written to {train_myocardium(p, ws, dev)} ({dev})")
 
 
@@ -129,7 +146,7 @@ def predict_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOpti
     """Predict the myocardium of every slice and the region of interest of every case."""
     from wsseg.stages.myocardium import predict_myocardium
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     _done(f"myocardium cache written to {predict_myocardium(p, ws, dev)}")
 
 
@@ -141,7 +158,7 @@ def train_cam(
     """Train the fibrosis classifier (CAM generator) on slice- or stack-level weak labels."""
     from wsseg.stages.cams import train_cam as run
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     _done(f"{level}-level CAM model written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)} ({dev})")
 
 
@@ -153,7 +170,7 @@ def cams(
     """Compute class activation maps and classifier scores for every slice."""
     from wsseg.stages.cams import generate_cams
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     _done(f"{level}-level CAMs written to {generate_cams(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)}")
 
 
@@ -163,7 +180,7 @@ def pseudo_label(level: LevelOption = "slice", params: ParamsOption = Path("para
     """Turn the train cases' CAMs into pixel pseudo-labels (negative weak label -> empty mask)."""
     from wsseg.stages.pseudo_labels import pseudo_label as run
 
-    p, ws, _ = _setup(params, workdir, "cpu")
+    p, ws, _ = _setup(params, workdir, "cpu", processes=True)
     _done(f"{level}-level pseudo-labels written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'))}")
 
 
@@ -178,7 +195,7 @@ def train_seg(
     """Train the fibrosis segmenter on pseudo-labels (slice, stack) or real masks (pixel)."""
     from wsseg.stages.fibrosis import train_fibrosis
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
     _done(f"{chosen}-level fibrosis model written to {train_fibrosis(p, ws, chosen, dev)} ({dev})")
 
@@ -204,7 +221,7 @@ def predict(
     """
     from wsseg.stages.predict import predict_dataset, predict_folder
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
     if input_dir is None:
         _done(f"{chosen}-level predictions written to {predict_dataset(p, ws, chosen, dev)}")
@@ -279,7 +296,7 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     """Run the whole pipeline with params.yaml, then print the metrics and a timing summary."""
     from wsseg.stages.evaluate import metrics_table
 
-    p, ws, dev = _setup(params, workdir, device)
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     console.rule(f"wsseg run-all on {p.data.source} ({dev})")
     timings = []
     start = time.perf_counter()
@@ -300,7 +317,7 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     console.print(table)
     stages = [{"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)} for name, seconds, memory in timings]
     summary = {"device": str(dev), "total_s": round(total, 1), "peak_mib": round(_peak_memory_mib()), "stages": stages}
-    ws.timings.write_text(json.dumps(summary, indent=2))
+    distributed.on_main(ws.timings.write_text)(json.dumps(summary, indent=2))
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
 
 

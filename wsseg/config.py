@@ -80,11 +80,30 @@ class EvaluateParams(Section):
     splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["val", "test"])
 
 
+class DistributedParams(Section):
+    """How many processes run each stage (torchrun); 1 x 1 runs it in this process. See docs/distributed.md."""
+
+    nproc_per_node: int = Field(1, ge=1, description="processes per machine: one per GPU, or a share of the CPU cores")
+    nnodes: int = Field(1, ge=1, description="machines; each runs the same command and they meet at rdzv_endpoint")
+    rdzv_endpoint: str = Field("", description="host:port on the first machine where the processes meet (needed when nnodes > 1)")
+
+    @model_validator(mode="after")
+    def _endpoint_for_several_nodes(self) -> DistributedParams:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("rdzv_endpoint (host:port of the first machine) is needed when nnodes > 1")
+        return self
+
+    @property
+    def processes(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    distributed: DistributedParams = DistributedParams()
     data: DataParams = DataParams()
     myocardium: MyocardiumParams = MyocardiumParams()
     cam: CAMParams = CAMParams()

@@ -119,6 +119,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 from wsseg import PluginConfig, Segmenter
+from wsseg.distributed import local_share
 from wsseg.training import Monitor, minibatches, train_loop
 
 
@@ -153,7 +154,8 @@ class $cls(Segmenter):
         y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
 
         def batches(rng: np.random.Generator):
-            yield from minibatches(len(x), self.config.batch_size, rng)
+            for index in minibatches(len(x), self.config.batch_size, rng):
+                yield local_share(index)  # this process's rows of the global batch under torchrun
 
         def loss(model: nn.Module, index) -> torch.Tensor:
             return F.binary_cross_entropy_with_logits(model(x[index].to(self.device))[:, 0], y[index].to(self.device))
@@ -185,6 +187,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 from wsseg import CAMGenerator, CAMOutput, PluginConfig, WeakSet
+from wsseg.distributed import local_share
 from wsseg.training import Monitor, minibatches, train_loop
 
 
@@ -220,7 +223,8 @@ class $cls(CAMGenerator):
         x, y = self._inputs(train), torch.from_numpy(np.asarray(train.labels, dtype=np.float32))
 
         def batches(rng: np.random.Generator):
-            yield from minibatches(len(x), self.config.batch_size, rng)
+            for index in minibatches(len(x), self.config.batch_size, rng):
+                yield local_share(index)  # this process's rows of the global batch under torchrun
 
         def loss(model: nn.Module, index) -> torch.Tensor:
             logits = model(x[index].to(self.device)).mean(dim=(1, 2, 3))

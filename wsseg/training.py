@@ -13,6 +13,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from wsseg import distributed
 from wsseg.atomic import atomic_path
 from wsseg.data.cache import config_hash
 
@@ -35,7 +36,7 @@ def seed_everything(seed: int) -> None:
 
 
 def progress_bar(transient: bool = False) -> Progress:
-    """The rich progress bar used on every long loop: description, bar, count, elapsed, ETA."""
+    """The rich progress bar used on every long loop: description, bar, count, elapsed, ETA (rank 0 only)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -44,6 +45,7 @@ def progress_bar(transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         transient=transient,
+        disable=not distributed.is_main(),
     )
 
 
@@ -63,6 +65,7 @@ class Monitor:
     ``curves_dir=None`` keeps curves in memory only (``history``), as tests want. With ``resume``
     (a file path), :func:`train_loop` saves a checkpoint there after every epoch and resumes from
     it when it was made by the same ``config`` (a hash of whatever the training depends on).
+    Under torchrun only rank 0 shows progress and writes curves and checkpoints.
     """
 
     def __init__(self, name: str, curves_dir: str | Path | None = None, *, resume: str | Path | None = None, config: str = ""):
@@ -71,7 +74,7 @@ class Monitor:
         self.config = config
         self.history: list[dict[str, float]] = []
         self._live = None
-        if curves_dir is not None:
+        if curves_dir is not None and distributed.is_main():
             from dvclive import Live
 
             self._live = Live(str(curves_dir), save_dvc_exp=False, dvcyaml=None, report=None)
@@ -149,6 +152,17 @@ def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.o
     return state["epochs_done"]
 
 
+class _Loss(nn.Module):
+    """``loss(model, batch)`` as a module's forward, so that DistributedDataParallel sees every step."""
+
+    def __init__(self, model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor]):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.loss(self.model, batch)
+
+
 def train_loop(
     model: nn.Module,
     batches: Callable[[np.random.Generator], Iterable[Any]],
@@ -171,6 +185,11 @@ def train_loop(
     ``validate`` (higher is better) whose best epoch's weights the model ends with.
     When ``monitor.resume`` is set, a killed training picks up after its last finished epoch and
     ends, on the CPU, with exactly the weights of an uninterrupted one.
+
+    Under torchrun the loss runs in DistributedDataParallel (gradients averaged over processes);
+    ``batches`` should then yield each process's :func:`~wsseg.distributed.local_share` of the
+    global batches. Rank 0 validates and broadcasts the figures; the logged loss is the mean over
+    all processes.
     """
     monitor = monitor or Monitor(type(model).__name__)
     rng = np.random.default_rng(seed)
@@ -181,6 +200,7 @@ def train_loop(
     state = _resume_state(monitor, fingerprint)
     done = _restore(state, monitor, model, optimiser, scheduler, rng) if state is not None else 0
     best = state["best"] if state is not None else None  # {"epoch", "score", "weights"} of the selected epoch
+    step = distributed.parallel(_Loss(model, loss), next(model.parameters()).device)
     for epoch in monitor.epochs(epochs):
         if epoch < done:
             continue
@@ -188,22 +208,23 @@ def train_loop(
         total, count = 0.0, 0
         for batch in batches(rng):
             optimiser.zero_grad()
-            value = loss(model, batch)
+            value = step(batch)
             value.backward()
             optimiser.step()
             total += float(value.detach())
             count += 1
         if scheduler is not None:
             scheduler.step()
+        total, count = distributed.sum_over_processes([total, count])
         metrics = {"loss": total / max(count, 1)}
         if validate is not None:
             model.eval()
             with torch.no_grad():
-                metrics.update(validate(model))
+                metrics.update(distributed.broadcast(validate(model) if distributed.is_main() else None))
         monitor.log(**metrics)
         if select is not None and (best is None or metrics[select] > best["score"]):
             best = {"epoch": epoch, "score": metrics[select], "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if monitor.resume is not None:
+        if monitor.resume is not None and distributed.is_main():
             _save_resume(monitor, fingerprint, epoch, model, optimiser, scheduler, rng, best)
     if best is not None:
         model.load_state_dict(best["weights"])
@@ -212,7 +233,18 @@ def train_loop(
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True) -> Iterator[np.ndarray]:
-    """Index arrays of one epoch over ``n`` items."""
+    """Index arrays of one epoch's global batches over ``n`` items, the same in every process.
+
+    Under torchrun a last batch with fewer items than processes is dropped (some process would
+    have none), and ``batch_size`` must be at least the number of processes.
+    """
+    processes = distributed.world_size()
+    if batch_size < processes:
+        from wsseg.config import ConfigError  # config imports this module
+
+        raise ConfigError(f"batch size {batch_size} is smaller than the {processes} processes: raise it to at least {processes}")
     order = rng.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+        batch = order[start : start + batch_size]
+        if len(batch) >= processes:
+            yield batch

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wsseg import __version__
+from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
 
 
@@ -40,6 +40,7 @@ def _store(group: h5py.File, name: str, value: np.ndarray) -> None:
         group.create_dataset(name, data=value)
 
 
+@distributed.on_main
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: str, **attrs: Any) -> Path:
     """Write ``arrays`` to ``path`` through a temporary file and an atomic rename.
 

@@ -12,6 +12,7 @@ from wsseg.data.cache import write_cache
 from wsseg.data.readers import DataError
 from wsseg.interfaces import Level, WeakSet
 from wsseg.registry import get_plugin
+from wsseg.stages.cases import map_cases
 from wsseg.stages.myocardium import RoiData, read_roi_data
 from wsseg.training import Monitor, seed_everything
 from wsseg.workspace import Workspace, lineage
@@ -53,16 +54,17 @@ def load_cam_model(params: Params, ws: Workspace, level: Level, device: str):
 
 
 def generate_cams(params: Params, ws: Workspace, level: Level, device: str) -> Path:
-    """CAMs and classifier scores for every slice; each slice also gets its stack's score."""
+    """CAMs and classifier scores for every slice; each slice also gets its stack's score.
+
+    Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
+    """
     roi = read_roi_data(params, ws)
-    data = weak_set(roi, np.ones(len(roi.images), bool))
-    output = load_cam_model(params, ws, level, device).generate(data)
-    stack_score = np.zeros(len(roi.images), np.float32)
-    for rows, score in zip(data.stacks(), output.stack_scores):
-        stack_score[rows] = score
-    return write_cache(
-        ws.cams(level),
-        {"cams": output.cams.astype(np.float32), "slice_score": output.slice_scores.astype(np.float32), "stack_score": stack_score},
-        config=lineage(params, "cams", level),
-        level=level,
-    )
+    model = load_cam_model(params, ws, level, device)
+
+    def generate_case(rows: np.ndarray) -> dict:
+        output = model.generate(weak_set(roi, rows))
+        stack_score = np.full(len(rows), output.stack_scores[0], np.float32)
+        return {"cams": output.cams.astype(np.float32), "slice_score": output.slice_scores.astype(np.float32), "stack_score": stack_score}
+
+    cams = map_cases(roi.dataset["case_id"], generate_case, f"CAMs ({level})")
+    return write_cache(ws.cams(level), cams, config=lineage(params, "cams", level), level=level)

@@ -9,6 +9,7 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
+from wsseg import distributed
 from wsseg.config import Params
 from wsseg.data.cache import read_cache
 from wsseg.metrics import auroc, case_dice, summary
@@ -67,6 +68,7 @@ def _json_safe(value):
     return value
 
 
+@distributed.on_main
 def evaluate(params: Params, ws: Workspace) -> dict:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
     cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels.

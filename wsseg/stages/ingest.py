@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg import distributed
 from wsseg.config import Params
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import field_of_view, normalise_intensity, resize
@@ -24,6 +25,7 @@ from wsseg.training import track
 from wsseg.workspace import Workspace, lineage
 
 
+@distributed.on_main
 def synth(params: Params, ws: Workspace) -> Path:
     """Write the seeded synthetic phantom set in the dataset-folder form."""
     return write_phantom_set(ws.synthetic, params.data.synthetic)
@@ -83,6 +85,7 @@ def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray], cases_c
     return slice_label, stack_label
 
 
+@distributed.on_main
 def ingest(params: Params, ws: Workspace) -> Path:
     """Read, check and resample every slice of the source folder into ``dataset.h5``.
 

@@ -13,6 +13,7 @@ from wsseg.config import Params
 from wsseg.data.cache import Cache, read_cache, write_cache
 from wsseg.data.geometry import bounding_box, crop, normalise_intensity
 from wsseg.registry import get_plugin
+from wsseg.stages.cases import map_cases
 from wsseg.training import Monitor, seed_everything
 from wsseg.workspace import Workspace, lineage
 
@@ -63,14 +64,18 @@ def load_myocardium_model(params: Params, ws: Workspace, device: str):
 
 
 def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
-    """Myocardium probabilities for every slice, and the ROI box of each slice's case."""
+    """Myocardium probabilities for every slice, and the ROI box of each slice's case.
+
+    Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
+    """
     data = read_dataset(params, ws)
-    probability = load_myocardium_model(params, ws, device).predict(data["images"][:, None])
-    return write_cache(
-        ws.myocardium,
-        {"probability": probability.astype(np.float32), "boxes": case_boxes(probability, data["case_id"], params)},
-        config=lineage(params, "myocardium"),
-    )
+    model = load_myocardium_model(params, ws, device)
+
+    def predict_case(rows: np.ndarray) -> dict:
+        probability = model.predict(data["images"][rows, None]).astype(np.float32)
+        return {"probability": probability, "boxes": case_boxes(probability, data["case_id"][rows], params)}
+
+    return write_cache(ws.myocardium, map_cases(data["case_id"], predict_case, "predict myocardium"), config=lineage(params, "myocardium"))
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsseg import distributed
 from wsseg.atomic import staged_folder
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
@@ -23,6 +24,7 @@ from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
 from wsseg.interfaces import WeakSet
 from wsseg.stages.cams import load_cam_model
+from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
 from wsseg.stages.ingest import prepare_image
 from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images
@@ -83,25 +85,38 @@ class Predictor:
 
 
 def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
-    """Predict every slice of ``dataset.h5`` into ``predictions-<supervision>.h5`` for evaluation."""
+    """Predict every slice of ``dataset.h5`` into ``predictions-<supervision>.h5`` for evaluation.
+
+    Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
+    """
     data = read_dataset(params, ws)
-    result = Predictor(params, ws, supervision, device)(data["images"], data["case_id"], data["original_shape"])
-    return write_cache(
-        ws.predictions(supervision),
-        {
+    predictor = Predictor(params, ws, supervision, device)
+
+    def predict_case(rows: np.ndarray) -> dict:
+        result = predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows])
+        return {
             "fibrosis_probability": result.fibrosis_probability,
             "fibrosis_roi": result.fibrosis_roi.astype(np.float16),
             "boxes": result.boxes,
             "myocardium_masks": result.myocardium_masks,
             "fibrosis_masks": result.fibrosis_masks,
-        },
-        config=lineage(params, "predictions", supervision),
-        supervision=supervision,
-    )
+        }
+
+    predictions = map_cases(data["case_id"], predict_case, f"predict ({supervision})")
+    return write_cache(ws.predictions(supervision), predictions, config=lineage(params, "predictions", supervision), supervision=supervision)
 
 
 def _volumes(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(VOLUME_SUFFIXES))
+
+
+@dataclass
+class FolderOutput:
+    """What ``wsseg predict INPUT_DIR`` writes for one input file: masks by file name, and CSV rows."""
+
+    masks: dict[str, np.ndarray]  # 0/1 masks: 2D for a PNG, 3D for a volume written with ``reference``'s geometry
+    rows: list[list]
+    reference: Path | None = None
 
 
 def predict_folder(
@@ -110,63 +125,81 @@ def predict_folder(
     """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out.
 
     With ``split``, ``input_dir`` is a dataset folder (``cases.csv``) and only that split's slices
-    are predicted.
+    are predicted. Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share
+    the cases out and rank 0 writes.
     """
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise DataError(f"{input_dir} is not a folder")
     predictor = Predictor(params, ws, supervision, device)
-    with staged_folder(out_dir) as staging:  # a failure leaves no partial output
-        if split is not None:
-            records = [r for r in read_folder(input_dir) if r.split == split]
-            if not records:
-                raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
-            rows = _predict_records(predictor, records, staging)
-        else:
-            volumes = _volumes(input_dir)
-            rows = _predict_volumes(predictor, volumes, staging) if volumes else _predict_records(predictor, list_slice_images(input_dir), staging)
-        with (staging / "predictions.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            writer.writerows(rows)
-    return out_dir
+    if split is not None:
+        records = [r for r in read_folder(input_dir) if r.split == split]
+        if not records:
+            raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
+        outputs = _predict_records(predictor, records)
+    else:
+        volumes = _volumes(input_dir)
+        outputs = _predict_volumes(predictor, volumes) if volumes else _predict_records(predictor, list_slice_images(input_dir))
+    return _write_outputs(outputs, out_dir)
 
 
 def _grid_images(raws: list[np.ndarray], params: Params) -> np.ndarray:
     return np.stack([prepare_image(raw, params) for raw in raws])
 
 
-def _predict_records(predictor: Predictor, records: list[SliceRecord], out_dir: Path) -> list[list]:
-    raws = [load_image(r) for r in track(records, "read slices")]
-    result = predictor(
-        _grid_images(raws, predictor.params), np.array([r.case_id for r in records]), np.array([raw.shape for raw in raws])
-    )
-    rows = []
-    for i, record in enumerate(track(records, "write masks")):
-        stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
-        Image.fromarray(result.myocardium_masks[i] * 255).save(out_dir / f"{stem}_myocardium.png")
-        Image.fromarray(result.fibrosis_masks[i] * 255).save(out_dir / f"{stem}_fibrosis.png")
-        rows.append(_csv_row(record.image.name, record.case_id, record.slice_index, result, i))
-    return rows
+def _predict_records(predictor: Predictor, records: list[SliceRecord]) -> list[FolderOutput]:
+    def predict_case(rows: np.ndarray) -> dict:
+        case = [records[i] for i in rows]
+        raws = [load_image(r) for r in case]
+        result = predictor(_grid_images(raws, predictor.params), np.array([r.case_id for r in case]), np.array([raw.shape for raw in raws]))
+        outputs = []
+        for i, record in enumerate(case):
+            stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
+            masks = {f"{stem}_myocardium.png": result.myocardium_masks[i], f"{stem}_fibrosis.png": result.fibrosis_masks[i]}
+            outputs.append(FolderOutput(masks, [_csv_row(record.image.name, record.case_id, record.slice_index, result, i)]))
+        return {"outputs": outputs}
+
+    return map_cases(np.array([r.case_id for r in records]), predict_case, "predict slices")["outputs"]
 
 
-def _predict_volumes(predictor: Predictor, volumes: list[Path], out_dir: Path) -> list[list]:
-    import SimpleITK as sitk
+def _case_of_volume(path: Path) -> str:
+    return path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
 
-    rows = []
-    for path in track(volumes, "predict volumes"):
+
+def _predict_volumes(predictor: Predictor, volumes: list[Path]) -> list[FolderOutput]:
+    def predict_case(rows: np.ndarray) -> dict:
+        (path,) = (volumes[i] for i in rows)
         array, _ = read_volume(path)
         if not np.isfinite(array).all():
             raise DataError(f"{path}: contains NaN or infinite values")
-        case = path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
+        case = _case_of_volume(path)
         result = predictor(_grid_images(list(array), predictor.params), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
-        reference = sitk.ReadImage(str(path))
-        for name, masks in (("myocardium", result.myocardium_masks), ("fibrosis", result.fibrosis_masks)):
-            volume = sitk.GetImageFromArray(np.stack(masks).reshape(sitk.GetArrayFromImage(reference).shape))
-            volume.CopyInformation(reference)
-            sitk.WriteImage(volume, str(out_dir / f"{case}_{name}.nii.gz"))
-        rows += [_csv_row(path.name, case, z, result, z) for z in range(len(array))]
-    return rows
+        masks = {f"{case}_myocardium.nii.gz": np.stack(result.myocardium_masks), f"{case}_fibrosis.nii.gz": np.stack(result.fibrosis_masks)}
+        return {"outputs": [FolderOutput(masks, [_csv_row(path.name, case, z, result, z) for z in range(len(array))], reference=path)]}
+
+    return map_cases(np.array([_case_of_volume(p) for p in volumes]), predict_case, "predict volumes")["outputs"]
+
+
+@distributed.on_main
+def _write_outputs(outputs: list[FolderOutput], out_dir: Path) -> Path:
+    """Write every output's masks and ``predictions.csv`` into ``out_dir``, all or nothing."""
+    import SimpleITK as sitk
+
+    with staged_folder(out_dir) as staging:  # a failure leaves no partial output
+        for output in track(outputs, "write masks"):
+            reference = sitk.ReadImage(str(output.reference)) if output.reference is not None else None
+            for name, mask in output.masks.items():
+                if reference is None:
+                    Image.fromarray(mask * 255).save(staging / name)
+                    continue
+                volume = sitk.GetImageFromArray(mask.reshape(sitk.GetArrayFromImage(reference).shape))
+                volume.CopyInformation(reference)
+                sitk.WriteImage(volume, str(staging / name))
+        with (staging / "predictions.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(row for output in outputs for row in output.rows)
+    return out_dir
 
 
 def _csv_row(image: str, case: str, index: int, result: Prediction, i: int) -> list:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 
+from wsseg import distributed  # noqa: E402
 from wsseg.checkpoint import read_checkpoint  # noqa: E402
 from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
@@ -136,6 +137,7 @@ def metrics_markdown(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+@distributed.on_main
 def report(params: Params, ws: Workspace) -> Path:
     """Write ``report/report.md`` with the metrics tables and the overlay, CAM and curve figures."""
     metrics = json.loads(ws.metrics.read_text())

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from wsseg.augment import random_dihedral, random_dihedral_codes
+from wsseg.distributed import local_share
 from wsseg.interfaces import CAMGenerator, CAMOutput, Level, PluginConfig, WeakSet
 from wsseg.metrics import auroc
 from wsseg.training import Monitor, minibatches, train_loop
@@ -113,7 +114,7 @@ class DRNAttentionCAM(CAMGenerator):
         return labels
 
     def _predict(self, data: WeakSet, level: Level) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` and stack logits/scores ``(S,)`` (CPU)."""
+        """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` (float64) and stack scores ``(S,)`` (CPU)."""
         x = self._inputs(data)
         n, _, h, w = x.shape
         model = self.model.eval()
@@ -128,10 +129,12 @@ class DRNAttentionCAM(CAMGenerator):
             return empty, np.zeros(0, np.float32), np.zeros(0, np.float32)
         r, m = torch.cat(restricted), torch.cat(masks)
         divisor = self.config.pool_divisor
-        slice_logits = restricted_average(r, m, divisor)
+        # pooled and squashed in float64: vectorised float32 sums and sigmoids round differently with
+        # a slice's place in the batch, and its score must not depend on the slices beside it
+        slice_logits = restricted_average(r.double(), m, divisor)
         stacks, groups = self._stack_groups(data)
         if level == "stack":
-            stack_scores = torch.sigmoid(restricted_average(r, m, divisor, torch.from_numpy(groups), len(stacks))).numpy()
+            stack_scores = torch.sigmoid(restricted_average(r.double(), m, divisor, torch.from_numpy(groups), len(stacks))).numpy()
         else:
             slice_scores = torch.sigmoid(slice_logits).numpy()
             stack_scores = np.array([slice_scores[idx].max() for idx in stacks], dtype=np.float32)
@@ -159,7 +162,7 @@ class DRNAttentionCAM(CAMGenerator):
             def batches(rng: np.random.Generator):
                 for idx in minibatches(len(x), cfg.batch_size, rng):
                     codes = random_dihedral_codes(len(idx), rng, square) if cfg.augment else None
-                    yield idx, codes
+                    yield local_share(idx), local_share(codes)
 
             def loss(model: CAMNet, batch) -> torch.Tensor:
                 idx, codes = batch
@@ -178,12 +181,13 @@ class DRNAttentionCAM(CAMGenerator):
 
             def batches(rng: np.random.Generator):
                 for sidx in minibatches(len(stacks), cfg.stack_batch_size, rng):
+                    # one transform per stack (its slices stay aligned), drawn for the global batch
+                    stack_codes = random_dihedral_codes(len(sidx), rng, square) if cfg.augment else None
+                    sidx, stack_codes = local_share(sidx), local_share(stack_codes)
                     depths = [len(stacks[s]) for s in sidx]
                     idx = np.concatenate([stacks[s] for s in sidx])
                     groups = np.repeat(np.arange(len(sidx)), depths)
-                    codes = None
-                    if cfg.augment:  # one transform per stack: its slices stay aligned
-                        codes = np.repeat(random_dihedral_codes(len(sidx), rng, square), depths)
+                    codes = np.repeat(stack_codes, depths) if stack_codes is not None else None
                     yield idx, torch.from_numpy(groups), y[sidx], codes
 
             def loss(model: CAMNet, batch) -> torch.Tensor:

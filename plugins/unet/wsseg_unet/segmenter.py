@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from wsseg.augment import random_affine, random_dihedral, random_dihedral_codes
+from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, train_loop
 from wsseg_unet.loss import dice_loss
@@ -53,7 +54,9 @@ class UNetSegmenter(Segmenter):
                 batch = data[index]
                 if cfg.augment:
                     batch = random_dihedral(batch, random_dihedral_codes(len(batch), rng))
-                yield random_affine(batch, rng) if cfg.affine else batch
+                if cfg.affine:
+                    batch = random_affine(batch, rng)
+                yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):
             batch = batch.to(self.device)

@@ -1,0 +1,5 @@
+"""``python -m wsseg``: the ``wsseg`` command (torchrun starts it this way)."""
+
+from wsseg.cli import app
+
+app(prog_name="wsseg")
