@@ -3,6 +3,7 @@
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,44 @@ def test_the_params_switch_trains_the_myocardium_unet_on_two_processes(pipeline_
     config = params["myocardium"]["config"]
     start = UNet(1, config["base_channels"], config["depth"]).state_dict()
     assert _distance(runs[1], runs[2]) < 0.5 * _distance(runs[1], start)
+
+
+def test_run_all_honours_the_params_switch_through_every_stage(pipeline_run, tmp_path):
+    params_path, _, _ = pipeline_run
+    params = merge(yaml.safe_load(params_path.read_text()), {"distributed": {"nproc_per_node": 2}})
+    config, ws = write_params(tmp_path, params), tmp_path / "data"
+    result = wsseg("run-all", "-p", str(config), "-w", str(ws))
+    assert "running on torchrun: 2 process(es) per node x 1 node(s)" in result.stdout
+    assert result.stdout.count("run-all summary") == 1 and (ws / "metrics.json").exists() and (ws / "timings.json").exists()
+    epochs = {"myocardium": params["myocardium"], "cam-slice": params["cam"], "cam-stack": params["cam"], "fibrosis-stack": params["segmentation"]}
+    for curve, section in epochs.items():  # every training ran, and one process wrote its curve
+        losses = (ws / "curves" / curve / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
+        assert len(losses) == 1 + section["config"]["epochs"], curve
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_meeting_at_an_endpoint_train_like_two_processes_on_one(pipeline_run, tmp_path):
+    """`nnodes: 2` with `rdzv_endpoint`: the multi-node path, both "machines" on localhost."""
+    params_path, workdir, _ = pipeline_run
+    params = yaml.safe_load(params_path.read_text())
+    layouts = {"one-node": {"nproc_per_node": 2}, "two-nodes": {"nnodes": 2, "rdzv_endpoint": f"localhost:{_free_port()}"}}
+    weights = {}
+    for name, layout in layouts.items():
+        ws = tmp_path / name
+        shutil.copytree(workdir / "cache", ws / "cache")
+        config = write_params(tmp_path, merge(params, {"distributed": layout}))
+        command = [sys.executable, "-m", "wsseg", "train-myo", "-p", str(config), "-w", str(ws)]
+        nodes = [subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(layout.get("nnodes", 1))]
+        outputs = [node.communicate(timeout=300)[0] for node in nodes]
+        assert all(node.returncode == 0 for node in nodes), outputs
+        weights[name] = torch.load(ws / "models" / "myocardium.pt", weights_only=False)["state"]["weights"]
+    for key, value in weights["one-node"].items():
+        torch.testing.assert_close(weights["two-nodes"][key], value, rtol=0, atol=1e-5)
 
 
 def _same_caches(a: Path, b: Path) -> None:

@@ -27,7 +27,9 @@ app = typer.Typer(
     help=(
         "Weakly-supervised myocardial fibrosis segmentation in LGE cardiac MRI.\n\n"
         "Pipeline: synth -> ingest -> train-myo -> predict-myo -> train-cam -> cams -> pseudo-label "
-        "-> train-seg -> predict -> evaluate -> report. `wsseg run-all` runs it all with params.yaml."
+        "-> train-seg -> predict -> evaluate -> report. `wsseg run-all` runs it all with params.yaml.\n\n"
+        "Several processes or GPUs: set `distributed` in params.yaml, or start a command with "
+        "`torchrun ... -m wsseg`; see docs/distributed.md."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
