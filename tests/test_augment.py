@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from wsseg.augment import dihedral, random_affine, random_dihedral, random_dihedral_codes
+from wsseg.augment import dihedral, flip_averaged, random_affine, random_dihedral, random_dihedral_codes
 
 
 def test_the_eight_codes_are_distinct_and_channels_move_together():
@@ -27,3 +27,12 @@ def test_random_affine_moves_channels_together_reproducibly_and_is_identity_at_z
     assert not torch.allclose(y, x, atol=1e-2)
     assert torch.equal(y, random_affine(x, np.random.default_rng(1)))
     assert ((y.sum((2, 3)) / x.sum((2, 3))) - 1).abs().max() < 0.4  # area changes by the scale factor squared at most
+
+
+def test_flip_averaging_keeps_a_flip_equivariant_prediction_and_symmetrises_any_other():
+    inputs = np.random.default_rng(0).random((3, 2, 8, 6)).astype(np.float32)
+    np.testing.assert_allclose(flip_averaged(lambda x: x[:, 0] * 2, inputs), inputs[:, 0] * 2, rtol=1e-6)
+    ramp = np.arange(48, dtype=np.float32).reshape(8, 6)  # ignores the input: not equivariant
+    averaged = flip_averaged(lambda x: np.broadcast_to(ramp, (len(x), 8, 6)), inputs)
+    np.testing.assert_allclose(averaged, np.broadcast_to(ramp.mean(), averaged.shape), rtol=1e-6)  # its four flips average out the ramp
+

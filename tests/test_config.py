@@ -1,6 +1,7 @@
 import pytest
 
 from wsseg.config import ConfigError, Params, load_params, validate_params
+from wsseg.workspace import lineage
 
 
 def test_defaults_are_valid_and_name_the_builtin_plugins():
@@ -41,3 +42,12 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
 def test_plugin_config_is_validated_into_the_plugins_model():
     params = validate_params({"segmentation": {"config": {"epochs": 3}}})
     assert params.plugin_config("segmentation").epochs == 3
+
+
+def test_test_time_flips_change_the_lineage_of_what_they_predict():
+    base = validate_params({})
+    myo, seg = validate_params({"myocardium": {"flips": True}}), validate_params({"segmentation": {"flips": True}})
+    assert lineage(myo, "myocardium_model") == lineage(base, "myocardium_model")  # the model is not retrained
+    assert lineage(myo, "myocardium") != lineage(base, "myocardium")
+    assert lineage(seg, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
+    assert lineage(seg, "predictions", "slice") != lineage(base, "predictions", "slice")

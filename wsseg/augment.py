@@ -1,7 +1,8 @@
-"""Training-time augmentation shared by the plugins.
+"""Augmentation shared by the plugins and stages.
 
 Two families: the 8 flips/rotations of the square (exact, no resampling), and random affine
-warps (any rotation angle, scaling, shifts; bilinear, via kornia). All channels of a sample
+warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
+:func:`flip_averaged` averages a prediction over the image's flips. All channels of a sample
 (image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
 first. Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
 
@@ -10,6 +11,8 @@ Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import kornia.geometry.transform as KT
@@ -56,3 +59,16 @@ def random_affine(x: Tensor, rng: np.random.Generator, degrees: float = 180.0, s
     matrix = KT.get_rotation_matrix2d(centre, angle, factor[:, None].expand(n, 2))
     matrix[:, :, 2] += offset
     return KT.warp_affine(x, matrix.to(x.device), (height, width), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+FLIPS = (0, 2, 4, 6)  # identity, half turn, horizontal flip, vertical flip: shape-keeping, each its own inverse
+
+
+def flip_averaged(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
+    """Test-time flips: the mean of ``predict`` ``(N, C, H, W) -> (N, H, W)`` over ``inputs`` and its
+    three flips, each prediction flipped back."""
+    x = torch.from_numpy(np.ascontiguousarray(inputs))
+    total = np.zeros((len(inputs), *inputs.shape[2:]), np.float32)
+    for code in FLIPS:
+        total += dihedral(torch.from_numpy(predict(dihedral(x, code).numpy())), code).numpy()
+    return total / len(FLIPS)

@@ -56,6 +56,7 @@ class PluginSection(Section):
 class MyocardiumParams(PluginSection):
     plugin: str = "unet"
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is myocardium")
+    flips: bool = Field(False, description="test-time flips: average the predictions over the image and its flips (not in the paper)")
 
 
 class CAMParams(PluginSection):
@@ -74,6 +75,7 @@ class SegmentationParams(PluginSection):
     restrict_to_myocardium: bool = Field(
         False, description="drop predicted fibrosis outside the predicted myocardium (not in the paper)"
     )
+    flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips (not in the paper)")
 
 
 class EvaluateParams(Section):

@@ -86,7 +86,7 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     if artefact == "myocardium_model":
         return config_hash(lineage(params, "dataset"), p["seed"], _plugin(params, "myocardium"))
     if artefact == "myocardium":
-        roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["data"]["roi_normalise"], p["myocardium"]["threshold"])
+        roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["data"]["roi_normalise"], p["myocardium"]["threshold"], p["myocardium"]["flips"])
         return config_hash(lineage(params, "myocardium_model"), roi)
     if artefact == "cams":
         return config_hash(lineage(params, "myocardium"), _plugin(params, "cam"), key)
@@ -97,6 +97,6 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
         return config_hash(upstream, _plugin(params, "segmentation"), key)
     if artefact == "predictions":
         classifier = lineage(params, "cams", "slice") if "slice" in p["cam"]["levels"] else None
-        segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"])
+        segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"], p["segmentation"]["flips"])
         return config_hash(lineage(params, "fibrosis", key), segmentation, classifier)
     raise ValueError(f"unknown artefact {artefact!r}")

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.augment import flip_averaged
 from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params
 from wsseg.data.cache import Cache, read_cache, write_cache
 from wsseg.data.geometry import bounding_box, crop, normalise_intensity
+from wsseg.interfaces import Segmenter
 from wsseg.registry import get_plugin
 from wsseg.stages.cases import map_cases
 from wsseg.training import Monitor, seed_everything
@@ -59,6 +61,11 @@ def case_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) ->
     return boxes
 
 
+def segment(segmenter: Segmenter, inputs: np.ndarray, flips: bool) -> np.ndarray:
+    """``segmenter.predict(inputs)``, averaged over the test-time flips when ``flips``."""
+    return flip_averaged(segmenter.predict, inputs) if flips else segmenter.predict(inputs)
+
+
 def load_myocardium_model(params: Params, ws: Workspace, device: str):
     return load_plugin(ws.myocardium_model, device=device, expected_config=lineage(params, "myocardium_model"), rerun="wsseg train-myo")
 
@@ -72,7 +79,7 @@ def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     model = load_myocardium_model(params, ws, device)
 
     def predict_case(rows: np.ndarray) -> dict:
-        probability = model.predict(data["images"][rows, None]).astype(np.float32)
+        probability = segment(model, data["images"][rows, None], params.myocardium.flips).astype(np.float32)
         return {"probability": probability, "boxes": case_boxes(probability, data["case_id"][rows], params)}
 
     return write_cache(ws.myocardium, map_cases(data["case_id"], predict_case, "predict myocardium"), config=lineage(params, "myocardium"))

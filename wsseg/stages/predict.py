@@ -27,7 +27,7 @@ from wsseg.stages.cams import load_cam_model
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
 from wsseg.stages.ingest import prepare_image
-from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images
+from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images, segment
 from wsseg.training import track
 from wsseg.workspace import Workspace, lineage
 
@@ -62,10 +62,10 @@ class Predictor:
     def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
         """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
         params, size = self.params, self.params.data.roi_size
-        myo = self.myocardium.predict(images[:, None])
+        myo = segment(self.myocardium, images[:, None], params.myocardium.flips)
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
-        fibrosis = self.fibrosis.predict(fibrosis_inputs(image_roi, myo_roi, self.supervision))
+        fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, self.supervision), params.segmentation.flips)
         if params.segmentation.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         if self.classifier is not None:
