@@ -51,3 +51,13 @@ def test_test_time_flips_change_the_lineage_of_what_they_predict():
     assert lineage(myo, "myocardium") != lineage(base, "myocardium")
     assert lineage(seg, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
     assert lineage(seg, "predictions", "slice") != lineage(base, "predictions", "slice")
+
+
+def test_segmentation_overrides_change_one_supervision_level_only():
+    base, longer = validate_params({}), validate_params({"segmentation": {"overrides": {"pixel": {"epochs": 160}}}})
+    assert longer.plugin_config("segmentation", "pixel").epochs == 160
+    assert longer.plugin_config("segmentation", "slice") == base.plugin_config("segmentation", "slice")
+    assert lineage(longer, "fibrosis", "pixel") != lineage(base, "fibrosis", "pixel")
+    assert lineage(longer, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
+    with pytest.raises(ConfigError, match="segmentation.overrides.pixel.epochs: Input should be a valid integer"):
+        validate_params({"segmentation": {"overrides": {"pixel": {"epochs": "many"}}}})

@@ -76,6 +76,9 @@ class SegmentationParams(PluginSection):
         False, description="drop predicted fibrosis outside the predicted myocardium (not in the paper)"
     )
     flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips (not in the paper)")
+    overrides: dict[Supervision, dict] = Field(
+        default_factory=dict, description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}"
+    )
 
 
 class EvaluateParams(Section):
@@ -120,10 +123,16 @@ class Params(Section):
             raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
         return self
 
-    def plugin_config(self, section: str) -> PluginConfig:
-        """The validated config of a plugin section (``myocardium``, ``cam``, ...)."""
+    def plugin_config(self, section: str, supervision: Supervision | None = None) -> PluginConfig:
+        """The validated config of a plugin section (``myocardium``, ``cam``, ...).
+
+        For ``segmentation`` with a ``supervision``, that level's ``overrides`` are applied.
+        """
         chosen: PluginSection = getattr(self, section)
-        return get_plugin(PLUGIN_KINDS[section], chosen.plugin).Config.model_validate(chosen.config)
+        config = chosen.config
+        if section == "segmentation" and supervision is not None:
+            config = {**config, **self.segmentation.overrides.get(supervision, {})}
+        return get_plugin(PLUGIN_KINDS[section], chosen.plugin).Config.model_validate(config)
 
 
 PLUGIN_KINDS: dict[str, Kind] = {
@@ -158,6 +167,11 @@ def validate_params(raw: dict) -> Params:
             plugin.Config.model_validate(chosen.config)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, f"{section}.config")) from None
+        for supervision in params.segmentation.overrides if section == "segmentation" else ():
+            try:
+                params.plugin_config(section, supervision)
+            except ValidationError as exc:
+                raise ConfigError(_describe(exc, f"segmentation.overrides.{supervision}")) from None
         if section == "cam":
             unsupported = [level for level in params.cam.levels if level not in plugin.levels]
             if unsupported:

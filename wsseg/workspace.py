@@ -68,9 +68,9 @@ class Workspace:
         return self.root / "report"
 
 
-def _plugin(params: Params, section: str) -> dict:
+def _plugin(params: Params, section: str, supervision: Supervision | None = None) -> dict:
     """A plugin section as it acts: its name and its config with the plugin's defaults filled in."""
-    return {"plugin": getattr(params, section).plugin, "config": params.plugin_config(section).model_dump(mode="json")}
+    return {"plugin": getattr(params, section).plugin, "config": params.plugin_config(section, supervision).model_dump(mode="json")}
 
 
 def lineage(params: Params, artefact: str, key: str | None = None) -> str:
@@ -94,7 +94,7 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
         return config_hash(lineage(params, "cams", key), _plugin(params, "pseudo_label"))
     if artefact == "fibrosis":
         upstream = lineage(params, "myocardium") if key == "pixel" else lineage(params, "pseudo_labels", key)
-        return config_hash(upstream, _plugin(params, "segmentation"), key)
+        return config_hash(upstream, _plugin(params, "segmentation", key), key)
     if artefact == "predictions":
         classifier = lineage(params, "cams", "slice") if "slice" in p["cam"]["levels"] else None
         segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"], p["segmentation"]["flips"])

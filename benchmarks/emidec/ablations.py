@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
     "option: test-time flips": ("slice", {"myocardium": {"flips": True}, "segmentation": {"flips": True}}),
     "option: test-time flips, pixel-level": ("pixel", {"myocardium": {"flips": True}, "segmentation": {"flips": True}}),
+    "option: pixel-level U-Net trained 160 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 160}}}}),
 }
 
 

@@ -38,7 +38,7 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     rows, targets = _training_set(params, ws, roi, supervision)
     inputs = fibrosis_inputs(roi.images, roi.myocardium, supervision)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
-    segmenter = get_plugin("segmenter", params.segmentation.plugin)(params.plugin_config("segmentation"), device=device, seed=params.seed)
+    segmenter = get_plugin("segmenter", params.segmentation.plugin)(params.plugin_config("segmentation", supervision), device=device, seed=params.seed)
     monitor = Monitor(
         f"fibrosis-{supervision}",
         ws.curves(f"fibrosis-{supervision}"),
