@@ -74,17 +74,16 @@ def on_main(function: Callable[..., T]) -> Callable[..., T]:
         global _writing
         if not active() or _writing:
             return function(*args, **kwargs)
-        outcome: list[Any] = [None]
+        outcome = None
         if is_main():
             _writing = True
             try:
-                outcome[0] = (True, function(*args, **kwargs))
+                outcome = (True, function(*args, **kwargs))
             except Exception as exc:  # handed to every process, so that all of them stop alike
-                outcome[0] = (False, exc)
+                outcome = (False, exc)
             finally:
                 _writing = False
-        dist.broadcast_object_list(outcome, src=0)
-        succeeded, value = outcome[0]
+        succeeded, value = broadcast(outcome)
         if not succeeded:
             raise value
         return value
