@@ -42,9 +42,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
     "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
-    "option: test-time flips": ("slice", {"myocardium": {"flips": True}, "segmentation": {"flips": True}}),
-    "option: test-time flips, pixel-level": ("pixel", {"myocardium": {"flips": True}, "segmentation": {"flips": True}}),
-    "option: pixel-level U-Net trained 160 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 160}}}}),
+    "without test-time flips": ("slice", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
+    "without test-time flips, pixel-level": ("pixel", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
+    "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
+    "without test-time flips, pixel-level U-Net trained 40 epochs (the faithful default)": (
+        "pixel",
+        {"myocardium": {"flips": False}, "segmentation": {"flips": False, "overrides": {"pixel": {"epochs": 40}}}},
+    ),
 }
 
 
