@@ -72,6 +72,16 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
     assert [h["loss"] for h in ranks[0]["history"]] == pytest.approx([h["loss"] for h in one["history"]], abs=1e-6)
 
 
+def copy_run(pipeline_run, folder: Path, overrides: dict, models: bool = False) -> tuple[Path, dict]:
+    """The tiny run's caches (and models) in ``folder``, with its params plus ``overrides`` in ``folder/params.yaml``."""
+    params_path, workdir, _ = pipeline_run
+    params = merge(yaml.safe_load(params_path.read_text()), overrides)
+    folder.mkdir(parents=True)
+    for part in ("cache", "models") if models else ("cache",):
+        shutil.copytree(workdir / part, folder / part)
+    return write_params(folder, params), params
+
+
 def _distance(a: dict, b: dict) -> float:
     keys = [k for k in a if a[k].is_floating_point() and "running" not in k]
     return math.sqrt(sum(float(((a[k] - b[k]) ** 2).sum()) for k in keys))
@@ -84,13 +94,10 @@ def test_the_params_switch_trains_the_myocardium_unet_on_two_processes(pipeline_
     CUDA), and a Dice loss over the batch, so two processes only approximate one: the stated
     tolerance is a distance between the two runs' weights below half of how far training moved them.
     """
-    params_path, workdir, _ = pipeline_run
-    params = yaml.safe_load(params_path.read_text())
     runs = {}
     for nproc in (1, 2):
         ws = tmp_path / f"n{nproc}"
-        shutil.copytree(workdir / "cache", ws / "cache")
-        config = write_params(tmp_path, merge(params, {"distributed": {"nproc_per_node": nproc}}))
+        config, params = copy_run(pipeline_run, ws, {"distributed": {"nproc_per_node": nproc}})
         result = wsseg("train-myo", "-p", str(config), "-w", str(ws))
         assert ("running on torchrun: 2 process(es)" in result.stdout) == (nproc == 2)
         assert result.stdout.count("myocardium model written") == 1  # rank 0 alone prints
@@ -108,7 +115,7 @@ def test_the_params_switch_trains_the_myocardium_unet_on_two_processes(pipeline_
 def test_run_all_honours_the_params_switch_through_every_stage(pipeline_run, tmp_path):
     params_path, _, _ = pipeline_run
     params = merge(yaml.safe_load(params_path.read_text()), {"distributed": {"nproc_per_node": 2}})
-    config, ws = write_params(tmp_path, params), tmp_path / "data"
+    config, ws = write_params(tmp_path, params), tmp_path / "data"  # a run from scratch: no caches copied
     result = wsseg("run-all", "-p", str(config), "-w", str(ws))
     assert "running on torchrun: 2 process(es) per node x 1 node(s)" in result.stdout
     assert result.stdout.count("run-all summary") == 1 and (ws / "metrics.json").exists() and (ws / "timings.json").exists()
@@ -126,14 +133,11 @@ def _free_port() -> int:
 
 def test_two_nodes_meeting_at_an_endpoint_train_like_two_processes_on_one(pipeline_run, tmp_path):
     """`nnodes: 2` with `rdzv_endpoint`: the multi-node path, both "machines" on localhost."""
-    params_path, workdir, _ = pipeline_run
-    params = yaml.safe_load(params_path.read_text())
     layouts = {"one-node": {"nproc_per_node": 2}, "two-nodes": {"nnodes": 2, "rdzv_endpoint": f"localhost:{_free_port()}"}}
     weights = {}
     for name, layout in layouts.items():
         ws = tmp_path / name
-        shutil.copytree(workdir / "cache", ws / "cache")
-        config = write_params(tmp_path, merge(params, {"distributed": layout}))
+        config, _ = copy_run(pipeline_run, ws, {"distributed": layout})
         command = [sys.executable, "-m", "wsseg", "train-myo", "-p", str(config), "-w", str(ws)]
         nodes = [subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(layout.get("nnodes", 1))]
         outputs = [node.communicate(timeout=300)[0] for node in nodes]
@@ -156,8 +160,7 @@ def _same_caches(a: Path, b: Path) -> None:
 
 
 def test_sharded_stages_write_exactly_the_single_process_caches_and_files(pipeline_run, tmp_path):
-    params_path, workdir, _ = pipeline_run
-    params = yaml.safe_load(params_path.read_text())
+    workdir = pipeline_run[1]
     steps = [
         ["predict-myo"],
         ["cams", "--level", "slice"],
@@ -168,9 +171,7 @@ def test_sharded_stages_write_exactly_the_single_process_caches_and_files(pipeli
     ]
     for nproc in (1, 2):
         ws = tmp_path / f"n{nproc}"
-        shutil.copytree(workdir / "cache", ws / "cache")
-        shutil.copytree(workdir / "models", ws / "models")
-        config = write_params(tmp_path, merge(params, {"distributed": {"nproc_per_node": nproc}}))
+        config, _ = copy_run(pipeline_run, ws, {"distributed": {"nproc_per_node": nproc}}, models=True)
         for step in steps:
             wsseg(*[arg.format(ws=ws) for arg in step], "-p", str(config), "-w", str(ws))
     _same_caches(tmp_path / "n1" / "cache", tmp_path / "n2" / "cache")
@@ -183,10 +184,7 @@ def test_sharded_stages_write_exactly_the_single_process_caches_and_files(pipeli
 
 
 def test_a_batch_smaller_than_the_processes_is_refused_in_one_line(pipeline_run, tmp_path):
-    params_path, workdir, _ = pipeline_run
-    params = yaml.safe_load(params_path.read_text())
-    shutil.copytree(workdir / "cache", tmp_path / "ws" / "cache")
-    config = write_params(tmp_path, merge(params, {"distributed": {"nproc_per_node": 2}, "myocardium": {"config": {"batch_size": 1}}}))
+    config, _ = copy_run(pipeline_run, tmp_path / "ws", {"distributed": {"nproc_per_node": 2}, "myocardium": {"config": {"batch_size": 1}}})
     result = wsseg("train-myo", "-p", str(config), "-w", str(tmp_path / "ws"), check=False)
     assert result.returncode != 0
     assert "error: batch size 1 is smaller than the 2 processes: raise it to at least 2" in result.stderr
