@@ -39,6 +39,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
     "no DenseCRF": ("slice", {"pseudo_label": {"config": {"crf": False}}}),
     "option: CAM restricted to the myocardium on the image grid": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": 0.5}}}),
+    "option: CAM restricted to the myocardium on the image grid, no DenseCRF": (
+        "slice",
+        {"pseudo_label": {"config": {"myocardium_threshold": 0.5, "crf": False}}},
+    ),
     "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
     "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
