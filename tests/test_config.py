@@ -61,10 +61,3 @@ def test_segmentation_overrides_change_one_supervision_level_only():
     assert lineage(longer, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
     with pytest.raises(ConfigError, match="segmentation.overrides.pixel.epochs: Input should be a valid integer"):
         validate_params({"segmentation": {"overrides": {"pixel": {"epochs": "many"}}}})
-
-
-def test_fibrosis_repeats_retrain_the_myocardium_model():
-    base, repeated = validate_params({}), validate_params({"myocardium": {"fibrosis_repeats": 3}})
-    assert lineage(repeated, "myocardium_model") != lineage(base, "myocardium_model")
-    with pytest.raises(ConfigError, match="myocardium.fibrosis_repeats"):
-        validate_params({"myocardium": {"fibrosis_repeats": 0}})

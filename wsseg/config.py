@@ -57,12 +57,6 @@ class MyocardiumParams(PluginSection):
     plugin: str = "unet"
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is myocardium")
     flips: bool = Field(False, description="test-time flips: average the predictions over the image and its flips (not in the paper)")
-    fibrosis_repeats: int = Field(
-        1,
-        ge=1,
-        description="times each train slice with fibrosis appears in an epoch of the myocardium U-Net; bright scar is the "
-        "myocardium it misses most (not in the paper)",
-    )
 
 
 class CAMParams(PluginSection):

@@ -84,7 +84,7 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     if artefact == "dataset":
         return config_hash(data)
     if artefact == "myocardium_model":
-        return config_hash(lineage(params, "dataset"), p["seed"], _plugin(params, "myocardium"), p["myocardium"]["fibrosis_repeats"])
+        return config_hash(lineage(params, "dataset"), p["seed"], _plugin(params, "myocardium"))
     if artefact == "myocardium":
         roi = (p["data"]["roi_size"], p["data"]["roi_margin"], p["data"]["roi_normalise"], p["myocardium"]["threshold"], p["myocardium"]["flips"])
         return config_hash(lineage(params, "myocardium_model"), roi)

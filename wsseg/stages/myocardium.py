@@ -25,7 +25,7 @@ def read_dataset(params: Params, ws: Workspace) -> Cache:
 
 
 def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
-    """Train the myocardium segmenter on the pixel-labelled train slices (those with fibrosis ``fibrosis_repeats`` times)."""
+    """Train the myocardium segmenter on the pixel-labelled train slices."""
     seed_everything(params.seed)
     data = read_dataset(params, ws)
     train = data["has_mask"] & (data["split"] == "train")
@@ -33,10 +33,9 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     segmenter = get_plugin("segmenter", params.myocardium.plugin)(params.plugin_config("myocardium"), device=device, seed=params.seed)
     monitor = Monitor("myocardium", ws.curves("myocardium"), resume=resume_path(ws.myocardium_model), config=lineage(params, "myocardium_model"))
     images, masks = data["images"][:, None], data["myocardium_mask"].astype(np.float32)
-    repeats = np.where(data["fibrosis_mask"][train].any(axis=(1, 2)), params.myocardium.fibrosis_repeats, 1)
     segmenter.fit(
-        np.repeat(images[train], repeats, axis=0),
-        np.repeat(masks[train], repeats, axis=0),
+        images[train],
+        masks[train],
         val_inputs=images[val] if val.any() else None,
         val_targets=masks[val] if val.any() else None,
         monitor=monitor,
