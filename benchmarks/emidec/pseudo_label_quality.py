@@ -2,7 +2,8 @@
 
 The benchmark's slice CAMs of the val slices with fibrosis go through the pseudo-labeller (with
 optional ``key=value`` overrides of ``pseudo_label.config``) and are compared with the true fibrosis
-on the ROI grid; Otsu inside the predicted myocardium is printed beside it as a reference. Run
+on the ROI grid. Printed beside them as references: Otsu inside the predicted and inside the true
+myocardium, and the share of the true fibrosis that the predicted myocardium covers. Run
 after ``bash benchmarks/emidec/run.sh``::
 
     python benchmarks/emidec/pseudo_label_quality.py [myocardium_threshold=0.5 ...]
@@ -20,6 +21,7 @@ from skimage.filters import threshold_otsu
 
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
+from wsseg.data.geometry import crop
 from wsseg.registry import get_plugin
 from wsseg.stages.myocardium import read_roi_data
 from wsseg.workspace import Workspace
@@ -50,10 +52,16 @@ def main(overrides: list[str]) -> None:
     truth = [mask > 0.5 for mask in roi.fibrosis_masks(params.data.roi_size)[rows]]
     labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
     pseudo = [labeler.label(cams[i], roi.images[i], roi.myocardium[i], True) for i in rows]
-    otsu = [otsu_inside(roi.images[i], roi.myocardium[i] > params.myocardium.threshold) for i in rows]
+    myocardium = [roi.myocardium[i] > params.myocardium.threshold for i in rows]
+    otsu = [otsu_inside(roi.images[i], m) for i, m in zip(rows, myocardium)]
+    true_myocardium = crop(roi.dataset["myocardium_mask"][rows].astype(np.float32), roi.boxes[rows], params.data.roi_size) > 0.5
+    otsu_true = [otsu_inside(roi.images[i], m) for i, m in zip(rows, true_myocardium)]
+    covered = sum(int((m & t).sum()) for m, t in zip(myocardium, truth)) / max(sum(int(t.sum()) for t in truth), 1)
     print(f"{len(rows)} val slices with fibrosis, pooled Dice against the truth:")
     print(f"  pseudo-labels ({' '.join([params.pseudo_label.plugin, *overrides])}): {pooled_dice(pseudo, truth):.3f}")
     print(f"  Otsu inside the predicted myocardium: {pooled_dice(otsu, truth):.3f}")
+    print(f"  Otsu inside the true myocardium: {pooled_dice(otsu_true, truth):.3f}")
+    print(f"share of the true fibrosis inside the predicted myocardium: {covered:.3f}")
 
 
 if __name__ == "__main__":
