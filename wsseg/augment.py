@@ -67,8 +67,8 @@ FLIPS = (0, 2, 4, 6)  # identity, half turn, horizontal flip, vertical flip: sha
 def flip_averaged(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.ndarray:
     """Test-time flips: the mean of ``predict`` ``(N, C, H, W) -> (N, H, W)`` over ``inputs`` and its
     three flips, each prediction flipped back."""
-    x = torch.from_numpy(np.ascontiguousarray(inputs))
+    x = torch.tensor(inputs)  # copies, here and below: torch warns on read-only arrays
     total = np.zeros((len(inputs), *inputs.shape[2:]), np.float32)
     for code in FLIPS:
-        total += dihedral(torch.from_numpy(predict(dihedral(x, code).numpy())), code).numpy()
+        total += dihedral(torch.tensor(predict(dihedral(x, code).numpy())), code).numpy()
     return total / len(FLIPS)
