@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
     "without test-time flips": ("slice", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
     "without test-time flips, pixel-level": ("pixel", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
+    "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
+    "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
     "without test-time flips, pixel-level U-Net trained 40 epochs (the faithful default)": (
         "pixel",
