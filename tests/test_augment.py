@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from wsseg.augment import dihedral, flip_averaged, random_affine, random_dihedral, random_dihedral_codes
+from wsseg.augment import dihedral, flip_averaged, random_affine, random_dihedral, random_dihedral_codes, random_gamma
 
 
 def test_the_eight_codes_are_distinct_and_channels_move_together():
@@ -36,3 +36,16 @@ def test_flip_averaging_keeps_a_flip_equivariant_prediction_and_symmetrises_any_
     averaged = flip_averaged(lambda x: np.broadcast_to(ramp, (len(x), 8, 6)), inputs)
     np.testing.assert_allclose(averaged, np.broadcast_to(ramp.mean(), averaged.shape), rtol=1e-6)  # its four flips average out the ramp
 
+
+
+def test_random_gamma_changes_only_the_image_channel_keeping_range_and_order():
+    x = torch.rand(4, 2, 8, 8)
+    y = random_gamma(x, np.random.default_rng(0), 0.4)
+    assert torch.equal(y[:, 1], x[:, 1])
+    assert y.min() >= 0 and y.max() <= 1
+    flat_x, flat_y = x[:, 0].flatten(1), y[:, 0].flatten(1)
+    assert torch.equal(flat_x.argsort(), flat_y.argsort())  # a monotone map per sample
+    exponents = (flat_y.log() / flat_x.log()).median(dim=1).values
+    assert exponents.min() > np.exp(-0.4) - 1e-4 and exponents.max() < np.exp(0.4) + 1e-4
+    assert exponents.max() - exponents.min() > 0.05  # each sample draws its own exponent
+    assert torch.allclose(random_gamma(x, np.random.default_rng(0), 0.0), x)

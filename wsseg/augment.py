@@ -1,10 +1,10 @@
 """Augmentation shared by the plugins and stages.
 
-Two families: the 8 flips/rotations of the square (exact, no resampling), and random affine
-warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
+Two geometric families: the 8 flips/rotations of the square (exact, no resampling), and random
+affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips. All channels of a sample
 (image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
-first. Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
+first. One intensity transform, :func:`random_gamma`, changes the image channel only. Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
@@ -59,6 +59,15 @@ def random_affine(x: Tensor, rng: np.random.Generator, degrees: float = 180.0, s
     matrix = KT.get_rotation_matrix2d(centre, angle, factor[:, None].expand(n, 2))
     matrix[:, :, 2] += offset
     return KT.warp_affine(x, matrix.to(x.device), (height, width), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channel: int = 0) -> Tensor:
+    """Raise ``channel`` of each sample of ``x`` ``(N, C, H, W)``, intensities in 0..1, to a random
+    power ``exp(u)``, ``u`` uniform in +-``strength``: contrast changes that keep 0, 1 and the order."""
+    exponent = torch.as_tensor(np.exp(rng.uniform(-strength, strength, len(x))), dtype=x.dtype, device=x.device)
+    out = x.clone()
+    out[:, channel] = x[:, channel].clamp(0, 1) ** exponent[:, None, None]
+    return out
 
 
 FLIPS = (0, 2, 4, 6)  # identity, half turn, horizontal flip, vertical flip: shape-keeping, each its own inverse

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from wsseg.augment import random_affine, random_dihedral, random_dihedral_codes
+from wsseg.augment import random_affine, random_dihedral, random_dihedral_codes, random_gamma
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, train_loop
@@ -25,6 +25,9 @@ class UNetConfig(PluginConfig):
     batch_size: int = Field(16, ge=1)
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
     affine: bool = Field(False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)")
+    gamma: float = Field(
+        0.0, ge=0, le=2, description="random gamma correction of the image channel, exponent exp(+-gamma) (0 = off)"
+    )
     bce_weight: float = Field(0.0, ge=0, description="weight of a binary cross-entropy term added to the Dice loss")
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
     select_best: bool = Field(False, description="end with the weights of the epoch with the best val Dice (when val data is given)")
@@ -56,6 +59,8 @@ class UNetSegmenter(Segmenter):
                     batch = random_dihedral(batch, random_dihedral_codes(len(batch), rng))
                 if cfg.affine:
                     batch = random_affine(batch, rng)
+                if cfg.gamma:
+                    batch = random_gamma(batch, rng, cfg.gamma)
                 yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):
