@@ -125,6 +125,12 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
 
 
 def main(names: list[str]) -> None:
+    if {"-h", "--help"} & set(names):
+        print(__doc__, "Variants:", *VARIANTS, sep="\n  ")
+        return
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant {unknown[0]!r}; the variants are:\n  " + "\n  ".join(VARIANTS))
     base_raw = yaml.safe_load(PARAMS.read_text())
     device = str(resolve_device(base_raw.get("device", "auto")))
     results_path = BASE / "ablations.json"
