@@ -39,3 +39,19 @@ def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
 def test_predict_before_training_is_a_clear_error():
     with pytest.raises(RuntimeError, match="not trained"):
         UNetSegmenter().predict(np.zeros((1, 1, 16, 16), np.float32))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3])
+def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set(monkeypatch, gamma):
+    import wsseg_unet.segmenter as module
+
+    calls = []
+
+    def spy(batch, rng, strength):
+        calls.append((tuple(batch.shape), strength))
+        return batch
+
+    monkeypatch.setattr(module, "random_gamma", spy)
+    images, targets = np.random.default_rng(0).random((4, 2, 16, 16)).astype(np.float32), np.zeros((4, 16, 16), np.float32)
+    UNetSegmenter({"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "gamma": gamma}, seed=0).fit(images, targets)
+    assert calls == ([((2, 3, 16, 16), gamma)] * 4 if gamma else [])
