@@ -37,7 +37,6 @@ def test_flip_averaging_keeps_a_flip_equivariant_prediction_and_symmetrises_any_
     np.testing.assert_allclose(averaged, np.broadcast_to(ramp.mean(), averaged.shape), rtol=1e-6)  # its four flips average out the ramp
 
 
-
 def test_random_gamma_changes_only_the_image_channel_keeping_range_and_order():
     x = torch.rand(4, 2, 8, 8)
     y = random_gamma(x, np.random.default_rng(0), 0.4)

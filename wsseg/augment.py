@@ -4,7 +4,8 @@ Two geometric families: the 8 flips/rotations of the square (exact, no resamplin
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips. All channels of a sample
 (image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
-first. One intensity transform, :func:`random_gamma`, changes the image channel only. Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
+first. One intensity transform, :func:`random_gamma`, changes the image channel only. Randomness
+comes from a NumPy generator, so a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
