@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import kornia.enhance as KE
 import kornia.geometry.transform as KT
 import torch
 from torch import Tensor
@@ -67,7 +68,7 @@ def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channel: 
     power ``exp(u)``, ``u`` uniform in +-``strength``: contrast changes that keep 0, 1 and the order."""
     exponent = torch.as_tensor(np.exp(rng.uniform(-strength, strength, len(x))), dtype=x.dtype, device=x.device)
     out = x.clone()
-    out[:, channel] = x[:, channel].clamp(0, 1) ** exponent[:, None, None]
+    out[:, channel] = KE.adjust_gamma(x[:, channel].clamp(0, 1), exponent)  # clamped first: no NaN below 0
     return out
 
 
