@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, write_params
+from wsseg.checkpoint import load_plugin
 from wsseg.cli import app
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
@@ -179,3 +180,21 @@ def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipelin
     probability = read_cache(copy / "cache" / "myocardium.h5")["probability"]
     outside = crop(probability, restricted["boxes"], TINY_PARAMS["data"]["roi_size"]) < TINY_PARAMS["myocardium"]["threshold"]
     assert restricted["fibrosis_roi"][outside].max() == 0
+
+
+def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    copy = shutil.copytree(workdir, tmp_path / "data")
+    segmentation = {**TINY_PARAMS["segmentation"], "myocardium_channel": ["pixel", "slice"]}
+    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": segmentation})
+    refused = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(params), "-w", str(copy)])
+    assert refused.exit_code == 2 and "wsseg train-seg --supervision slice" in refused.output
+    for command in (["train-seg", "--supervision", "slice"], ["predict", "--supervision", "slice"]):
+        result = runner.invoke(app, [*command, "-p", str(params), "-w", str(copy)])
+        assert result.exit_code == 0, result.output
+
+    def first_layer_inputs(folder, supervision):
+        return load_plugin(folder / "models" / f"fibrosis-{supervision}.pt").network.down[0][0].in_channels
+
+    assert first_layer_inputs(workdir, "slice") == 1 and first_layer_inputs(copy, "slice") == 2
+    assert first_layer_inputs(copy, "pixel") == 2

@@ -72,6 +72,10 @@ class SegmentationParams(PluginSection):
     plugin: str = "unet"
     supervisions: list[Supervision] = Field(default_factory=lambda: ["pixel", "slice", "stack"])
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is fibrosis")
+    myocardium_channel: list[Supervision] = Field(
+        default_factory=lambda: ["pixel"],
+        description="supervision levels whose fibrosis segmenter also gets the myocardium prediction as an input channel (the paper: pixel only)",
+    )
     restrict_to_myocardium: bool = Field(
         False, description="drop predicted fibrosis outside the predicted myocardium (not in the paper)"
     )

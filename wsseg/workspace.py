@@ -94,7 +94,8 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
         return config_hash(lineage(params, "cams", key), _plugin(params, "pseudo_label"))
     if artefact == "fibrosis":
         upstream = lineage(params, "myocardium") if key == "pixel" else lineage(params, "pseudo_labels", key)
-        return config_hash(upstream, _plugin(params, "segmentation", key), key)
+        channel = key in p["segmentation"]["myocardium_channel"]
+        return config_hash(upstream, _plugin(params, "segmentation", key), key, channel)
     if artefact == "predictions":
         classifier = lineage(params, "cams", "slice") if "slice" in p["cam"]["levels"] else None
         segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"], p["segmentation"]["flips"])

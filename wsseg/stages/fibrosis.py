@@ -15,9 +15,9 @@ from wsseg.training import Monitor, seed_everything
 from wsseg.workspace import Workspace, lineage
 
 
-def fibrosis_inputs(images: np.ndarray, myocardium: np.ndarray, supervision: Supervision) -> np.ndarray:
-    """Network input ``(N, C, R, R)``: the image, plus the myocardium for pixel supervision (as the paper)."""
-    channels = [images, myocardium] if supervision == "pixel" else [images]
+def fibrosis_inputs(images: np.ndarray, myocardium: np.ndarray, params: Params, supervision: Supervision) -> np.ndarray:
+    """Network input ``(N, C, R, R)``: the image, plus the myocardium for the levels in ``segmentation.myocardium_channel``."""
+    channels = [images, myocardium] if supervision in params.segmentation.myocardium_channel else [images]
     return np.stack(channels, axis=1).astype(np.float32)
 
 
@@ -36,7 +36,7 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     seed_everything(params.seed)
     roi = read_roi_data(params, ws)
     rows, targets = _training_set(params, ws, roi, supervision)
-    inputs = fibrosis_inputs(roi.images, roi.myocardium, supervision)
+    inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
     segmenter = get_plugin("segmenter", params.segmentation.plugin)(params.plugin_config("segmentation", supervision), device=device, seed=params.seed)
     monitor = Monitor(

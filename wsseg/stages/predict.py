@@ -65,7 +65,7 @@ class Predictor:
         myo = segment(self.myocardium, images[:, None], params.myocardium.flips)
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
-        fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, self.supervision), params.segmentation.flips)
+        fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.flips)
         if params.segmentation.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         if self.classifier is not None:
