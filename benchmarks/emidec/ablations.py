@@ -43,6 +43,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "slice",
         {"pseudo_label": {"config": {"myocardium_threshold": 0.5, "crf": False}}},
     ),
+    "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"myocardium_channel": ["pixel"]}}),
+    "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"myocardium_channel": ["pixel"]}}),
     "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
     "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
