@@ -38,11 +38,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
     "no DenseCRF": ("slice", {"pseudo_label": {"config": {"crf": False}}}),
-    "option: CAM restricted to the myocardium on the image grid": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": 0.5}}}),
-    "option: CAM restricted to the myocardium on the image grid, no DenseCRF": (
-        "slice",
-        {"pseudo_label": {"config": {"myocardium_threshold": 0.5, "crf": False}}},
-    ),
+    "CAM not restricted to the myocardium on the image grid (the paper)": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": None}}}),
     "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"myocardium_channel": ["pixel"]}}),
     "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"myocardium_channel": ["pixel"]}}),
     "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
