@@ -10,6 +10,7 @@ single-process identity.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import subprocess
@@ -42,7 +43,16 @@ def setup(device: str) -> str:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        atexit.register(_leave)
     return device
+
+
+def _leave() -> None:
+    """Leave the process group while the interpreter is still whole: left to the destructors at
+    shutdown, gloo's worker threads can abort the process (SIGABRT, "terminate called without an
+    active exception") after the command has done its work."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:
