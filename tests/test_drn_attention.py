@@ -329,6 +329,18 @@ def test_short_fit_learns_separable_problem():
     assert gen.history[-1]["val_auroc"] > 0.9
 
 
+def test_stack_training_on_slices_is_slice_training_on_the_stack_labels():
+    data = stack_labels(blob_set(6, size=16, depth=3))
+    on_slices = DRNAttentionCAM(tiny_config(stack_training="slices"), seed=0)
+    on_slices.fit(data, "stack")
+    reference = DRNAttentionCAM(tiny_config(), seed=0)
+    reference.fit(data, "slice")
+    weights, expected = on_slices.state_dict()["model"], reference.state_dict()["model"]
+    assert on_slices.level == "stack" and all(torch.equal(weights[k], expected[k]) for k in weights)
+    out = on_slices.generate(data)
+    np.testing.assert_allclose(out.stack_scores, [out.slice_scores[i].max() for i in data.stacks()], rtol=1e-6)
+
+
 def test_stack_level_fit_learns_with_weighted_bce():
     rng = np.random.default_rng(5)
     depth, n_stacks = 3, 18

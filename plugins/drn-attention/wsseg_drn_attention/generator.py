@@ -43,6 +43,11 @@ class DRNAttentionConfig(PluginConfig):
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     batch_size: int = Field(16, ge=1, le=4096, description="slices per step (slice level) and per inference chunk")
     stack_batch_size: int = Field(2, ge=1, le=1024, description="stacks per step (stack level)")
+    stack_training: Literal["stack", "slices"] = Field(
+        "stack",
+        description="stack level: one logit per stack from the CAM pooled over the stack (the paper), or 'slices': each "
+        "slice learns its stack's label and a stack scores its highest slice",
+    )
     augment: bool = Field(True, description="random flips / 90-degree rotations of image + myocardium in training")
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
     select_best: bool = Field(False, description="end with the weights of the epoch with the best val AUROC (when val data is given)")
@@ -68,7 +73,9 @@ class DRNAttentionCAM(CAMGenerator):
     ``slice`` level: one logit per slice, BCE on slice labels. ``stack`` level: the same network with
     slices folded into the batch (= 3D with kxkx1 kernels), one logit per stack from the restricted
     CAM averaged over the whole stack, BCE weighted with ``pos_weight = negatives / positives`` of the
-    training stacks. ``generate`` returns the restricted CAM at 1/4 of the input resolution.
+    training stacks. With ``stack_training: slices`` the stack level trains like the slice level on its
+    stack's label repeated on every slice, and a stack scores its highest slice. ``generate`` returns
+    the restricted CAM at 1/4 of the input resolution.
     """
 
     Config: ClassVar[type[PluginConfig]] = DRNAttentionConfig
@@ -113,6 +120,10 @@ class DRNAttentionCAM(CAMGenerator):
             raise ValueError("weak labels must be 0 or 1")
         return labels
 
+    def _pools_stacks(self, level: Level) -> bool:
+        """Whether ``level`` has one logit per stack (else one per slice)."""
+        return level == "stack" and self.config.stack_training == "stack"
+
     def _predict(self, data: WeakSet, level: Level) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` (float64) and stack scores ``(S,)`` (CPU)."""
         x = self._inputs(data)
@@ -133,7 +144,7 @@ class DRNAttentionCAM(CAMGenerator):
         # a slice's place in the batch, and its score must not depend on the slices beside it
         slice_logits = restricted_average(r.double(), m, divisor)
         stacks, groups = self._stack_groups(data)
-        if level == "stack":
+        if self._pools_stacks(level):
             stack_scores = torch.sigmoid(restricted_average(r.double(), m, divisor, torch.from_numpy(groups), len(stacks))).numpy()
         else:
             slice_scores = torch.sigmoid(slice_logits).numpy()
@@ -156,7 +167,7 @@ class DRNAttentionCAM(CAMGenerator):
         self.model = self._build()
         self.level = level
 
-        if level == "slice":
+        if not self._pools_stacks(level):
             y = torch.from_numpy(labels)
 
             def batches(rng: np.random.Generator):
