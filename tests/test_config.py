@@ -21,6 +21,10 @@ def test_params_yaml_of_the_repository_is_valid():
         ({"cam": {"levels": ["pixel"]}}, "cam.levels.0"),
         ({"typo_section": 1}, "typo_section: Extra inputs are not permitted"),
         ({"cam": {"levels": ["slice"]}}, "'stack' needs cam.levels to include it"),
+        (
+            {"cam": {"levels": ["stack"]}, "segmentation": {"supervisions": ["stack"], "slice_level_labeller": True}},
+            "slice_level_labeller needs cam.levels to include 'slice'",
+        ),
         ({"cam": {"plugin": "no-such-cam"}}, "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention"),
         ({"myocardium": {"config": {"epochs": "many"}}}, "myocardium.config.epochs: Input should be a valid integer"),
         ({"segmentation": {"config": {"unknown_key": 1}}}, "segmentation.config.unknown_key: Extra inputs are not permitted"),
@@ -61,3 +65,10 @@ def test_segmentation_overrides_change_one_supervision_level_only():
     assert lineage(longer, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
     with pytest.raises(ConfigError, match="segmentation.overrides.pixel.epochs: Input should be a valid integer"):
         validate_params({"segmentation": {"overrides": {"pixel": {"epochs": "many"}}}})
+
+
+def test_the_slice_level_labeller_changes_the_lineage_of_slice_level_predictions_only():
+    base, labeller = validate_params({}), validate_params({"segmentation": {"slice_level_labeller": True}})
+    assert lineage(labeller, "predictions", "slice") != lineage(base, "predictions", "slice")
+    for supervision in ("pixel", "stack"):
+        assert lineage(labeller, "predictions", supervision) == lineage(base, "predictions", supervision)

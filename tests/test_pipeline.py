@@ -10,9 +10,15 @@ from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, write_params
 from wsseg.checkpoint import load_plugin
-from wsseg.cli import app
+from wsseg.cli import app, pipeline_steps
+from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
+from wsseg.registry import get_plugin
+from wsseg.interfaces import CAMOutput
+from wsseg.stages.myocardium import read_dataset, read_roi_data
+from wsseg.stages.predict import Predictor
+from wsseg.workspace import Workspace
 from wsseg_test_plugin import CAMThresholdLabeler
 
 runner = CliRunner()
@@ -198,3 +204,46 @@ def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipelin
 
     assert first_layer_inputs(workdir, "slice") == 1 and first_layer_inputs(copy, "slice") == 2
     assert first_layer_inputs(copy, "pixel") == 2
+
+
+def test_the_slice_level_labeller_predicts_the_pseudo_labels_of_the_slices_the_classifier_flags(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    copy = shutil.copytree(workdir, tmp_path / "data")
+    (copy / "models" / "fibrosis-slice.pt").unlink()  # the slice-level U-Net is not used
+    raw = {
+        **TINY_PARAMS,
+        "pseudo_label": {"config": {"myocardium_threshold": None}},  # the tiny myocardium model stays below 0.5
+        "segmentation": {**TINY_PARAMS["segmentation"], "slice_level_labeller": True},
+    }
+    result = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(write_params(tmp_path, raw)), "-w", str(copy)])
+    assert result.exit_code == 0, result.output
+
+    params, ws = validate_params(raw), Workspace(copy)
+    predictor = Predictor(params, ws, "slice")
+    classifier = predictor.classifier
+
+    class EveryOtherSliceFlagged:  # the tiny classifier's CAMs are negative and its scores below 0.5
+        def generate(self, data):
+            out = classifier.generate(data)
+            return CAMOutput(np.ones_like(out.cams), np.arange(len(out.cams), dtype=np.float32) % 2, out.stack_scores)
+
+    predictor.classifier = EveryOtherSliceFlagged()
+    data, roi = read_dataset(params, ws), read_roi_data(params, ws)
+    busiest = data["case_id"][roi.myocardium.sum(axis=(1, 2)).argmax()]  # the tiny myocardium model misses some cases
+    rows = np.flatnonzero(data["case_id"] == busiest)
+    predicted = predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows]).fibrosis_roi
+    cam = np.ones_like(read_cache(copy / "cache" / "cams-slice.h5")["cams"][0])
+    labeller = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"))
+    expected = np.stack([labeller.label(cam, roi.images[i], roi.myocardium[i], j % 2 == 1) for j, i in enumerate(rows)])
+    assert expected[1::2].any()
+    np.testing.assert_array_equal(predicted > 0.5, expected)
+
+
+def test_run_all_trains_no_slice_level_unet_when_the_labeller_predicts(tmp_path):
+    def names(raw):
+        return [name for name, _ in pipeline_steps(validate_params(raw), Workspace(tmp_path), "cpu")]
+
+    assert "train-seg --supervision slice" in names({})
+    steps = names({"segmentation": {"slice_level_labeller": True}})
+    assert "train-seg --supervision slice" not in steps and "predict --supervision slice" in steps
+    assert {"train-seg --supervision pixel", "train-seg --supervision stack"} <= set(steps)

@@ -280,10 +280,9 @@ def pipeline_steps(params: Params, ws: Workspace, device: str) -> list[tuple[str
         if level in params.segmentation.supervisions:
             steps.append((f"pseudo-label --level {level}", functools.partial(pseudo_labels.pseudo_label, params, ws, level)))
     for supervision in params.segmentation.supervisions:
-        steps += [
-            (f"train-seg --supervision {supervision}", functools.partial(fibrosis.train_fibrosis, params, ws, supervision, device)),
-            (f"predict --supervision {supervision}", functools.partial(predict.predict_dataset, params, ws, supervision, device)),
-        ]
+        if not params.predicts_with_labeller(supervision):
+            steps.append((f"train-seg --supervision {supervision}", functools.partial(fibrosis.train_fibrosis, params, ws, supervision, device)))
+        steps.append((f"predict --supervision {supervision}", functools.partial(predict.predict_dataset, params, ws, supervision, device)))
     steps += [("evaluate", lambda: evaluate_stage.evaluate(params, ws)), ("report", lambda: report_stage.report(params, ws))]
     return steps
 

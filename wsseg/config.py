@@ -80,6 +80,11 @@ class SegmentationParams(PluginSection):
         False, description="drop predicted fibrosis outside the predicted myocardium (not in the paper)"
     )
     flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips (not in the paper)")
+    slice_level_labeller: bool = Field(
+        False,
+        description="slice level: predict fibrosis with the pseudo-labeller on the slice classifier's CAMs, on the slices it scores "
+        "above 0.5, instead of with the slice-level U-Net (not in the paper)",
+    )
     overrides: dict[Supervision, dict] = Field(
         default_factory=dict, description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}"
     )
@@ -125,7 +130,13 @@ class Params(Section):
         missing = [s for s in self.segmentation.supervisions if s != "pixel" and s not in self.cam.levels]
         if missing:
             raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
+        if self.segmentation.slice_level_labeller and "slice" not in self.cam.levels:
+            raise ValueError("segmentation.slice_level_labeller needs cam.levels to include 'slice'")
         return self
+
+    def predicts_with_labeller(self, supervision: Supervision) -> bool:
+        """Whether ``supervision``'s fibrosis comes from the pseudo-labeller instead of a U-Net (``slice_level_labeller``)."""
+        return supervision == "slice" and self.segmentation.slice_level_labeller
 
     def plugin_config(self, section: str, supervision: Supervision | None = None) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...).

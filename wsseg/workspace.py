@@ -99,5 +99,7 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     if artefact == "predictions":
         classifier = lineage(params, "cams", "slice") if "slice" in p["cam"]["levels"] else None
         segmentation = (p["segmentation"]["threshold"], p["segmentation"]["restrict_to_myocardium"], p["segmentation"]["flips"])
+        if params.predicts_with_labeller(key):
+            segmentation += ("labeller",)  # the slice classifier's CAMs and the labeller's config are in the fibrosis lineage
         return config_hash(lineage(params, "fibrosis", key), segmentation, classifier)
     raise ValueError(f"unknown artefact {artefact!r}")

@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "CAM not restricted to the myocardium on the image grid (the paper)": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": None}}}),
     "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"myocardium_channel": ["pixel"]}}),
     "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"myocardium_channel": ["pixel"]}}),
+    "option: stack classifier trained on its slices": ("stack", {"cam": {"config": {"stack_training": "slices"}}}),
+    "option: slice-level fibrosis from the pseudo-labeller": ("slice", {"segmentation": {"slice_level_labeller": True}}),
     "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
     "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),

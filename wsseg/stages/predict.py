@@ -23,6 +23,7 @@ from wsseg.data.cache import write_cache
 from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
 from wsseg.interfaces import WeakSet
+from wsseg.registry import get_plugin
 from wsseg.stages.cams import load_cam_model
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
@@ -50,14 +51,21 @@ class Predictor:
     """Myocardium model -> ROI crop -> fibrosis model (and the slice classifier, when trained).
 
     The slice-level score is the slice classifier's probability when ``cam.levels`` holds
-    ``slice``, else the highest fibrosis probability in the slice.
+    ``slice``, else the highest fibrosis probability in the slice. With
+    ``segmentation.slice_level_labeller``, slice-level fibrosis is the pseudo-labeller's mask of the
+    classifier's CAM on the slices it scores above 0.5, and empty on the others.
     """
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
         self.params, self.supervision = params, supervision
         self.myocardium = load_myocardium_model(params, ws, device)
-        self.fibrosis = load_fibrosis_model(params, ws, supervision, device)
         self.classifier = load_cam_model(params, ws, "slice", device) if "slice" in params.cam.levels else None
+        if params.predicts_with_labeller(supervision):
+            self.labeller = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
+            self.fibrosis = None
+        else:
+            self.labeller = None
+            self.fibrosis = load_fibrosis_model(params, ws, supervision, device)
 
     def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
         """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
@@ -65,14 +73,19 @@ class Predictor:
         myo = segment(self.myocardium, images[:, None], params.myocardium.flips)
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
-        fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.flips)
-        if params.segmentation.restrict_to_myocardium:
-            fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
+        classified = None
         if self.classifier is not None:
             stacks = np.unique(case_ids, return_inverse=True)[1]
-            score = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks)).slice_scores
+            classified = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks))
+        if self.labeller is not None:
+            fibrosis = np.stack(
+                [self.labeller.label(cam, image, m, bool(score > 0.5)) for cam, image, m, score in zip(classified.cams, image_roi, myo_roi, classified.slice_scores)]
+            ).astype(np.float32)
         else:
-            score = fibrosis.reshape(len(fibrosis), -1).max(axis=1)
+            fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.flips)
+        if params.segmentation.restrict_to_myocardium:
+            fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
+        score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
         myo_masks, fib_masks = [], []
         for i, shape in enumerate(shapes):
