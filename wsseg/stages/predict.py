@@ -22,7 +22,7 @@ from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
-from wsseg.interfaces import WeakSet
+from wsseg.interfaces import CAMOutput, WeakSet
 from wsseg.registry import get_plugin
 from wsseg.stages.cams import load_cam_model
 from wsseg.stages.cases import map_cases
@@ -78,9 +78,7 @@ class Predictor:
             stacks = np.unique(case_ids, return_inverse=True)[1]
             classified = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks))
         if self.labeller is not None:
-            fibrosis = np.stack(
-                [self.labeller.label(cam, image, m, bool(score > 0.5)) for cam, image, m, score in zip(classified.cams, image_roi, myo_roi, classified.slice_scores)]
-            ).astype(np.float32)
+            fibrosis = self._label(classified, image_roi, myo_roi)
         else:
             fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.flips)
         if params.segmentation.restrict_to_myocardium:
@@ -95,6 +93,11 @@ class Predictor:
             box = boxes_to_original(boxes[i : i + 1], view, grid)
             fib_masks.append((paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8))
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
+
+    def _label(self, classified: CAMOutput, images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
+        """The pseudo-labeller's masks of the classifier's CAMs, on the slices it scores above 0.5."""
+        slices = zip(classified.cams, images, myocardium, classified.slice_scores)
+        return np.stack([self.labeller.label(cam, image, myo, bool(score > 0.5)) for cam, image, myo, score in slices]).astype(np.float32)
 
 
 def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
