@@ -14,8 +14,8 @@ from wsseg.cli import app, pipeline_steps
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
-from wsseg.registry import get_plugin
 from wsseg.interfaces import CAMOutput
+from wsseg.registry import get_plugin
 from wsseg.stages.myocardium import read_dataset, read_roi_data
 from wsseg.stages.predict import Predictor
 from wsseg.workspace import Workspace
