@@ -1,7 +1,7 @@
 """Writing outputs so that a failed or killed command never leaves a half-written one behind.
 
 A file is written under a temporary name beside its destination and renamed into place; a
-folder of outputs is built in a temporary sibling and its files are moved in only on success.
+folder of outputs is built in a hidden folder inside it and its files are moved up only on success.
 """
 
 from __future__ import annotations
@@ -29,18 +29,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success its files move into ``folder`` (created if need be).
+    """Yield an empty hidden folder inside ``folder``; on success its files move up into ``folder``.
 
-    On failure the temporary folder is removed and ``folder`` is left as it was.
+    ``folder`` (and any missing parents) is created for the staging; on failure the staging folder is
+    removed, and so is whatever this call created, so ``folder`` is left as it was. Nothing is
+    written outside ``folder``.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    created = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
-        folder.mkdir(exist_ok=True)
         for item in sorted(tmp.iterdir()):
             os.replace(item, folder / item.name)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
 
 from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
-from wsseg.data.cache import CacheError
+from wsseg.errors import CacheError
 from wsseg.interfaces import Plugin
 from wsseg.registry import Kind, get_plugin
 
@@ -51,7 +52,9 @@ def read_checkpoint(path: str | Path, *, expected_config: str | None = None, rer
     if not path.exists():
         raise CacheError(f"{path} does not exist.{hint}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise CacheError(f"{path} is not a readable model file ({type(exc).__name__}).{hint}") from None
     if not isinstance(checkpoint, dict) or "state" not in checkpoint:

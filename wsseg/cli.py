@@ -13,13 +13,13 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wsseg import distributed
-from wsseg.config import ConfigError, Params, load_params
-from wsseg.data.cache import CacheError
-from wsseg.data.readers import DataError
-from wsseg.registry import GROUPS, Kind, PluginError, disable, enable, get_plugin, kinds_of, list_plugins
+from wsseg.config import Params, load_params, parse_yaml
+from wsseg.errors import ConfigError, PluginError, WssegError, excerpt, one_line
+from wsseg.registry import GROUPS, Kind, disable, enable, get_plugin, kinds_of, list_plugins
 from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
@@ -56,8 +56,13 @@ def _rank_prefix() -> str:
     return f"[rank {distributed.rank()}] " if not distributed.is_main() else ""
 
 
+def _say(console: Console, label: str, text: object) -> None:
+    """Print ``label`` (rich markup) and ``text`` on one line; ``text`` is shown as it is, never read as markup."""
+    console.print(f"{label} {escape(one_line(_rank_prefix() + str(text)))}", highlight=False, soft_wrap=True)
+
+
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    errors.print(f"[yellow]warning:[/yellow] {_rank_prefix()}{message}", highlight=False, soft_wrap=True)
+    _say(errors, "[yellow]warning:[/yellow]", message)
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -69,14 +74,22 @@ def _friendly_errors(command: Callable) -> Callable:
             with warnings.catch_warnings():
                 warnings.showwarning = _warn_in_one_line
                 return command(*args, **kwargs)
-        except (ConfigError, DataError, CacheError, PluginError, OSError) as exc:
-            errors.print(f"[red]error:[/red] {_rank_prefix()}{exc}", highlight=False, soft_wrap=True)
+        except (WssegError, OSError) as exc:
+            _say(errors, "[red]error:[/red]", exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("[red]interrupted[/red]: rerun the command to go on (training resumes after its last finished epoch)", highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _device(value: str) -> str:
+    """The device that ``--device`` (or params' ``device``) names; a bad or missing one is a :class:`ConfigError`."""
+    try:
+        return str(resolve_device(value))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _setup(params_path: Path, workdir: Path, device: str | None = None, *, processes: bool = False) -> tuple[Params, Workspace, str]:
@@ -86,10 +99,7 @@ def _setup(params_path: Path, workdir: Path, device: str | None = None, *, proce
     torchrun and exits with its code; started by torchrun, it joins the process group.
     """
     params = load_params(params_path)
-    try:
-        resolved = str(resolve_device(device or params.device))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    resolved = _device(device or params.device)
     wanted = params.distributed
     if processes and wanted.processes > 1 and not distributed.launched():
         console.print(f"running on torchrun: {wanted.nproc_per_node} process(es) per node x {wanted.nnodes} node(s)")
@@ -101,12 +111,12 @@ def _setup(params_path: Path, workdir: Path, device: str | None = None, *, proce
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"{option}: expected one of {', '.join(allowed)}, got {value!r}")
+        raise ConfigError(f"{option}: expected one of {', '.join(allowed)}, got {excerpt(value)}")
     return value
 
 
 def _done(message: str) -> None:
-    console.print(f"[green]✓[/green] {message}")
+    _say(console, "[green]✓[/green]", message)
 
 
 @app.command()
@@ -298,7 +308,7 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     from wsseg.stages.evaluate import metrics_table
 
     p, ws, dev = _setup(params, workdir, device, processes=True)
-    console.rule(f"wsseg run-all on {p.data.source} ({dev})")
+    console.rule(escape(f"wsseg run-all on {p.data.source} ({dev})"))
     timings = []
     start = time.perf_counter()
     for name, step in pipeline_steps(p, ws, dev):
@@ -328,11 +338,12 @@ KindArgument = Annotated[str, typer.Argument(help="cam-generator, pseudo-labeler
 def _kind(value: str) -> Kind:
     kind = value.replace("-", "_")
     if kind not in GROUPS:
-        raise PluginError(f"KIND: expected one of cam-generator, pseudo-labeler, segmenter, got {value!r}")
+        raise PluginError(f"KIND: expected one of cam-generator, pseudo-labeler, segmenter, got {excerpt(value)}")
     return kind  # type: ignore[return-value]
 
 
 @plugins_app.command("list")
+@_friendly_errors
 def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """List every registered plugin with its kind, distribution, version and status (ok, error, disabled)."""
     infos = list_plugins()
@@ -344,8 +355,8 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         table.add_column(column)
     colours = {"ok": "green", "error": "red", "disabled": "yellow"}
     for info in infos:
-        status = f"[{colours[info.status]}]{info.status}[/{colours[info.status]}]" + (f": {info.error}" if info.error else "")
-        table.add_row(info.name, info.kind.replace("_", " "), info.distribution, info.version, status)
+        status = f"[{colours[info.status]}]{info.status}[/{colours[info.status]}]" + (f": {escape(info.error)}" if info.error else "")
+        table.add_row(*(escape(text) for text in (info.name, info.kind.replace("_", " "), info.distribution, info.version)), status)
     console.print(table)
 
 
@@ -361,24 +372,22 @@ def plugins_validate(
 
     Checks the interface, the config model and, on small synthetic phantoms, the outputs' shapes, dtypes and ranges, determinism under a seed and the state_dict round trip. Exit code 1 if a check fails.
     """
-    import yaml
-
     from wsseg.testing import check_plugin
 
     kinds = [_kind(kind)] if kind else kinds_of(name)
     if not kinds:
-        raise PluginError(f"no plugin named '{name}' (see `wsseg plugins list`)")
+        raise PluginError(f"no plugin named {excerpt(name)} (see `wsseg plugins list`)")
     if len(kinds) > 1:
-        raise PluginError(f"'{name}' is registered as {' and '.join(k.replace('_', ' ') for k in kinds)}: choose one with --kind")
-    overrides = yaml.safe_load(config)
+        raise PluginError(f"{excerpt(name)} is registered as {' and '.join(k.replace('_', ' ') for k in kinds)}: choose one with --kind")
+    overrides = parse_yaml(config, "--config")
     if not isinstance(overrides, dict):
-        raise ConfigError(f"--config: expected a mapping such as '{{epochs: 1}}', got {config!r}")
+        raise ConfigError(f"--config: expected a mapping such as '{{epochs: 1}}', got {excerpt(config)}")
     cls = get_plugin(kinds[0], name)
-    console.print(f"validating {kinds[0].replace('_', ' ')} [bold]{name}[/bold] ({cls.__module__}.{cls.__qualname__})")
-    checks = check_plugin(cls, overrides, device=device)
+    console.print(f"validating {kinds[0].replace('_', ' ')} [bold]{escape(name)}[/bold] ({escape(cls.__module__)}.{escape(cls.__qualname__)})")
+    checks = check_plugin(cls, overrides, device=_device(device))
     for check in checks:
         mark = "[green]✓[/green]" if check.passed else "[red]✗[/red]"
-        console.print(f"{mark} {check.name}" + (f": {check.detail}" if check.detail else ""), highlight=False, soft_wrap=True)
+        _say(console, mark, check.name + (f": {check.detail}" if check.detail else ""))
     failed = sum(not check.passed for check in checks)
     console.print(f"{len(checks) - failed}/{len(checks)} checks passed")
     if failed:

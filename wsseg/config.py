@@ -14,17 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wsseg.data.synthetic import SyntheticConfig
 from wsseg.interfaces import Level, PluginConfig
-from wsseg.registry import Kind, PluginError, get_plugin
+from wsseg.errors import ConfigError, PluginError, excerpt
+from wsseg.registry import Kind, get_plugin
 
 Supervision = Literal["pixel", "slice", "stack"]
 
 
-class ConfigError(ValueError):
-    """params.yaml is invalid; the message names the offending key."""
-
-
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataParams(Section):
@@ -33,9 +30,9 @@ class DataParams(Section):
     source: str = Field("synthetic", description="'synthetic' or a dataset folder (cases.csv + slices.csv + images/)")
     synthetic: SyntheticConfig = SyntheticConfig()
     field_of_view: float = Field(1.0, gt=0, le=1, description="centred fraction of each side kept at ingest, for scans centred on the heart")
-    image_size: int = Field(128, ge=32, description="side of the common grid the field of view is resized to at ingest")
-    roi_size: int = Field(64, ge=16, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
-    roi_margin: float = Field(0.25, ge=0, description="crop margin around the myocardium, as a fraction of its extent")
+    image_size: int = Field(128, ge=32, le=1024, description="side of the common grid the field of view is resized to at ingest")
+    roi_size: int = Field(64, ge=16, le=512, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
+    roi_margin: float = Field(0.25, ge=0, le=4, description="crop margin around the myocardium, as a fraction of its extent")
     roi_normalise: bool = Field(False, description="re-normalise intensities inside each crop (percentiles 1..99.5), for contrast around the heart")
 
     @field_validator("image_size", "roi_size")
@@ -97,8 +94,8 @@ class EvaluateParams(Section):
 class DistributedParams(Section):
     """How many processes run each stage (torchrun); 1 x 1 runs it in this process. See docs/distributed.md."""
 
-    nproc_per_node: int = Field(1, ge=1, description="processes per machine: one per GPU, or a share of the CPU cores")
-    nnodes: int = Field(1, ge=1, description="machines; each runs the same command and they meet at rdzv_endpoint")
+    nproc_per_node: int = Field(1, ge=1, le=1024, description="processes per machine: one per GPU, or a share of the CPU cores")
+    nnodes: int = Field(1, ge=1, le=4096, description="machines; each runs the same command and they meet at rdzv_endpoint")
     rdzv_endpoint: str = Field("", description="host:port on the first machine where the processes meet (needed when nnodes > 1)")
 
     @model_validator(mode="after")
@@ -115,7 +112,7 @@ class DistributedParams(Section):
 class Params(Section):
     """The whole of params.yaml."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds NumPy, PyTorch and Python for every stage")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distributed: DistributedParams = DistributedParams()
     data: DataParams = DataParams()
@@ -160,9 +157,9 @@ PLUGIN_KINDS: dict[str, Kind] = {
 
 def _describe(error: ValidationError, prefix: str = "") -> str:
     first = error.errors()[0]
-    key = ".".join(str(p) for p in (*prefix.split("."), *first["loc"]) if p != "")
+    key = ".".join(str(p) if len(str(p)) <= 40 else excerpt(str(p), 40) for p in (*prefix.split("."), *first["loc"]) if p != "")
     message = first["msg"].removeprefix("Value error, ")
-    given = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
+    given = f" (got {excerpt(first['input'])})" if "input" in first and not isinstance(first["input"], dict) else ""
     return f"{key}: {message}{given}" if key else message
 
 
@@ -194,15 +191,52 @@ def validate_params(raw: dict) -> Params:
     return params
 
 
+PARAMS_FILE_LIMIT = 1 << 20
+"""params files larger than this many bytes are refused (a params.yaml is a few KB)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a few hundred bytes of them can expand into gigabytes."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: bytes | str, source: str) -> object:
+    """Parse YAML from a file or an option, refusing aliases; every problem is a one-line :class:`ConfigError`.
+
+    ``source`` names where the text came from (a file path or an option) in the message, with
+    the line and column of a syntax error.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({excerpt(str(exc))})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a params file") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; a missing file means all defaults."""
     path = Path(path)
     if not path.exists():
         return validate_params({})
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file")
+    if path.stat().st_size > PARAMS_FILE_LIMIT:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a params file's {PARAMS_FILE_LIMIT}")
+    raw = parse_yaml(path.read_bytes(), str(path))
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return validate_params(raw or {})

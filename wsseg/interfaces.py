@@ -29,7 +29,7 @@ Level = Literal["slice", "stack"]
 class PluginConfig(BaseModel):
     """Base of every plugin's configuration; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Plugin(ABC):

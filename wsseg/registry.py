@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from wsseg.errors import PluginError, excerpt
 from wsseg.interfaces import CAMGenerator, Plugin, PseudoLabeler, Segmenter
 
 Kind = Literal["cam_generator", "pseudo_labeler", "segmenter"]
@@ -37,10 +38,6 @@ BASES: dict[Kind, type[Plugin]] = {
     "segmenter": Segmenter,
 }
 DISABLED_ENV = "WSSEG_DISABLED_PLUGINS"
-
-
-class PluginError(LookupError):
-    """A plugin is unknown, ambiguous, disabled, broken or of the wrong kind."""
 
 
 class PluginInfo(BaseModel):
@@ -96,7 +93,10 @@ def _from_env() -> set[str]:
 
 def _from_file() -> list[str]:
     path = disabled_file()
-    lines = path.read_text().splitlines() if path.exists() else []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except UnicodeDecodeError:
+        raise PluginError(f"{path}: not UTF-8 text; fix or delete it") from None
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -122,7 +122,7 @@ def _all_entry_points() -> list[EntryPoint]:
 def disable(entry: str) -> Path:
     """Add ``entry`` (``name`` or ``distribution:name`` of a registered plugin) to the user file."""
     if not any(_matches(entry, ep) for ep in _all_entry_points()):
-        raise PluginError(f"no registered plugin matches '{entry}' (see `wsseg plugins list`)")
+        raise PluginError(f"no registered plugin matches {excerpt(entry)} (see `wsseg plugins list`)")
     entries = _from_file()
     if entry not in entries:
         path = disabled_file()
@@ -134,10 +134,10 @@ def disable(entry: str) -> Path:
 def enable(entry: str) -> Path:
     """Remove ``entry`` from the user file; an entry set by the environment variable cannot be."""
     if entry in _from_env():
-        raise PluginError(f"'{entry}' is disabled by the {DISABLED_ENV} environment variable; remove it there")
+        raise PluginError(f"{excerpt(entry)} is disabled by the {DISABLED_ENV} environment variable; remove it there")
     entries = _from_file()
     if entry not in entries:
-        raise PluginError(f"'{entry}' is not disabled (disabled: {', '.join(sorted(disabled())) or 'none'})")
+        raise PluginError(f"{excerpt(entry)} is not disabled (disabled: {', '.join(sorted(disabled())) or 'none'})")
     disabled_file().write_text("".join(f"{line}\n" for line in entries if line != entry))
     return disabled_file()
 
@@ -187,16 +187,16 @@ def get_plugin(kind: Kind, name: str) -> type[Plugin]:
     matches = [ep for ep in registered if not is_disabled(ep, entries)]
     if registered and not matches:
         raise PluginError(
-            f"{_label(kind)} plugin '{name}' is disabled (by {DISABLED_ENV} or {disabled_file()}; `wsseg plugins enable` undoes the latter)"
+            f"{_label(kind)} plugin {excerpt(name)} is disabled (by {DISABLED_ENV} or {disabled_file()}; `wsseg plugins enable` undoes the latter)"
         )
     if not matches:
         known = ", ".join(names(kind)) or "none installed"
-        raise PluginError(f"no {_label(kind)} plugin named '{name}' (available: {known})")
+        raise PluginError(f"no {_label(kind)} plugin named {excerpt(name)} (available: {known})")
     if len(matches) > 1:
         owners = " and ".join(f"{_distribution(ep)[0]} ({ep.value})" for ep in matches)
         first = _distribution(matches[0])[0]
         raise PluginError(
-            f"{_label(kind)} plugin name '{name}' is registered twice: by {owners}; "
+            f"{_label(kind)} plugin name {excerpt(name)} is registered twice: by {owners}; "
             f"uninstall one or disable it, e.g. `wsseg plugins disable {first}:{name}`"
         )
     try:
@@ -204,4 +204,4 @@ def get_plugin(kind: Kind, name: str) -> type[Plugin]:
     except PluginError:
         raise
     except Exception as exc:
-        raise PluginError(f"{_label(kind)} plugin '{name}' failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{_label(kind)} plugin {excerpt(name)} failed to import: {type(exc).__name__}: {exc}") from exc

@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from wsseg.registry import GROUPS, Kind, PluginError
+from wsseg.errors import PluginError
+from wsseg.registry import GROUPS, Kind
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SUFFIX: dict[Kind, str] = {"cam_generator": "CAMGenerator", "pseudo_labeler": "Labeler", "segmenter": "Segmenter"}

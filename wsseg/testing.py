@@ -233,7 +233,7 @@ def _round_trip(plugin: Plugin, make: Callable[[int], Plugin]) -> Plugin:
     torch.save(plugin.state_dict(), buffer)
     buffer.seek(0)
     restored = make(plugin.seed)
-    restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=False))
+    restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
     return restored
 
 

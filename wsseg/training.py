@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -10,18 +11,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from wsseg import distributed
 from wsseg.atomic import atomic_path
 from wsseg.data.cache import config_hash
+from wsseg.errors import ConfigError, excerpt
+from wsseg.progress import progress_bar
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when it is there, the CPU otherwise; ``cuda`` without a GPU is an error."""
+    """``auto`` picks CUDA when it is there, the CPU otherwise; ``cuda`` without a GPU, or another name, is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", device):
+        raise ValueError(f"--device: expected auto, cpu, cuda or cuda:N, got {excerpt(device)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(device)
@@ -33,30 +37,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def progress_bar(transient: bool = False) -> Progress:
-    """The rich progress bar used on every long loop: description, bar, count, elapsed, ETA (rank 0 only)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=transient,
-        disable=not distributed.is_main(),
-    )
-
-
-def track(items: Iterable, description: str, total: int | None = None) -> Iterator:
-    """Iterate over ``items`` behind a progress bar with an ETA."""
-    total = total if total is not None else len(items)  # type: ignore[arg-type]
-    with progress_bar() as progress:
-        task = progress.add_task(description, total=total, status="")
-        for item in items:
-            yield item
-            progress.advance(task)
 
 
 class Monitor:
@@ -106,13 +86,19 @@ def _resume_state(monitor: Monitor, fingerprint: str) -> dict | None:
     if monitor.resume is None or not monitor.resume.exists():
         return None
     try:
-        state = torch.load(monitor.resume, map_location="cpu", weights_only=False)
+        state = torch.load(monitor.resume, map_location="cpu", weights_only=True)
     except Exception:  # an unreadable resume file only costs the epochs it held
         state = None
     if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
         warnings.warn(f"{monitor.resume} is from another configuration or unreadable: training {monitor.name} from the start")
         return None
     return state
+
+
+def _numpy_state() -> tuple:
+    """NumPy's global RNG state with its key array as a list, so the checkpoint loads with ``weights_only``."""
+    name, keys, *rest = np.random.get_state()
+    return (name, keys.tolist(), *rest)
 
 
 def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator, best: dict | None) -> None:
@@ -128,7 +114,7 @@ def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Modul
         "rng": rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy_rng": np.random.get_state(),
+        "numpy_rng": _numpy_state(),
         "python_rng": random.getstate(),
     }
     with atomic_path(monitor.resume) as tmp:
@@ -145,7 +131,8 @@ def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.o
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    np.random.set_state(state["numpy_rng"])
+    name, keys, *rest = state["numpy_rng"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
     random.setstate(state["python_rng"])
     for metrics in state["history"]:
         monitor.log(**metrics)
@@ -240,8 +227,6 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool
     """
     processes = distributed.world_size()
     if batch_size < processes:
-        from wsseg.config import ConfigError  # config imports this module
-
         raise ConfigError(f"batch size {batch_size} is smaller than the {processes} processes: raise it to at least {processes}")
     order = rng.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):

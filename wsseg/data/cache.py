@@ -17,10 +17,7 @@ import numpy as np
 
 from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
-
-
-class CacheError(RuntimeError):
-    """A cache is missing, unreadable, or made by another configuration."""
+from wsseg.errors import CacheError
 
 
 def config_hash(*sections: Any) -> str:

@@ -16,32 +16,22 @@ and its ``image``/``label`` columns may be left out.
 from __future__ import annotations
 
 import csv
-import gzip
 import re
-import struct
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from wsseg.data.trust import check_inside, check_size, existing_file, safe_name
+from wsseg.data.volumes import VOLUME_SUFFIXES, read_volume, volume_case
+from wsseg.errors import DataError, excerpt
+
 SPLITS = ("train", "val", "test")
 LABEL_VALUES = (0, 1, 2, 3, 4)
 MYOCARDIUM_LABELS = (2, 3, 4)
 FIBROSIS_LABELS = (3, 4)
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-SLICE_NAME = re.compile(r"^(?P<case>.+)_slice(?P<index>\d+)\.png$")
-
-
-class DataError(ValueError):
-    """Input data that wsseg cannot use, with a one-line message that says what to fix.
-
-    Line breaks in the message (e.g. from a file name read from a CSV) are shown as ``\\n``.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+SLICE_NAME = re.compile(r"^(?P<case>.+)_slice(?P<index>[0-9]{1,6})\.png$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +54,8 @@ class SliceRecord:
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
@@ -79,7 +71,7 @@ def _binary(value: str, where: str, allow_empty: bool = True) -> int:
     if value == "" and allow_empty:
         return -1
     if value not in ("0", "1", "0.0", "1.0"):
-        raise DataError(f"{where}: expected 0 or 1, got {value!r}")
+        raise DataError(f"{where}: expected 0 or 1, got {excerpt(value)}")
     return int(float(value))
 
 
@@ -103,10 +95,11 @@ def read_cases(folder: Path) -> dict[str, dict]:
         case = row["case_id"]
         if not case:
             raise DataError(f"{where}: case_id is empty")
+        safe_name(case, "case_id", where)
         if case in cases:
             raise DataError(f"{where}: case {case} is listed twice")
         if row["split"] not in SPLITS:
-            raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {row['split']!r}")
+            raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {excerpt(row['split'])}")
         pixel_labels = _binary(row.get("pixel_labels", ""), where)
         cases[case] = {
             "split": row["split"],
@@ -126,9 +119,9 @@ def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -
         where = f"{path}:{line}"
         case = row["case_id"]
         if case not in cases:
-            raise DataError(f"{where}: case {case!r} is not in cases.csv")
-        if not re.fullmatch(r"[0-9]+", row["slice_index"]):  # str.isdigit() also takes e.g. '²'
-            raise DataError(f"{where}: slice_index must be a non-negative integer, got {row['slice_index']!r}")
+            raise DataError(f"{where}: case {excerpt(case)} is not in cases.csv")
+        if not re.fullmatch(r"[0-9]{1,6}", row["slice_index"]):  # str.isdigit() also takes e.g. '²'
+            raise DataError(f"{where}: slice_index must be a non-negative integer below 1000000, got {excerpt(row['slice_index'])}")
         key = (case, int(row["slice_index"]))
         if key in seen:
             raise DataError(f"{where}: slice {key[1]} of case {case} is listed twice")
@@ -140,11 +133,8 @@ def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -
 def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
     records = []
     for where, row, case, index in _slice_table(folder / "slices.csv", cases, ("image",)):
-        image = folder / row["image"]
-        label = folder / row["label"] if row.get("label") else None
-        for file in (image, label):
-            if file is not None and not file.is_file():
-                raise DataError(f"{where}: file {file} does not exist")
+        image = existing_file(folder, row["image"], where)
+        label = existing_file(folder, row["label"], where) if row.get("label") else None
         info = cases[case]
         records.append(
             SliceRecord(
@@ -161,10 +151,12 @@ def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
     return records
 
 
-def _volume_file(directory: Path, case: str) -> Path | None:
+def _volume_file(folder: Path, kind: str, case: str) -> Path | None:
+    """The volume of ``case`` in ``folder/kind`` (``images`` or ``labels``), checked to lie inside ``folder``."""
     for suffix in VOLUME_SUFFIXES:
-        if (directory / f"{case}{suffix}").is_file():
-            return directory / f"{case}{suffix}"
+        path = folder / kind / f"{case}{suffix}"
+        if path.is_file():
+            return check_inside(path, folder)
     return None
 
 
@@ -175,10 +167,10 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
             slice_labels[(case, index)] = (_binary(row.get("slice_fibrosis", ""), where), where)
     records = []
     for case, info in cases.items():
-        image = _volume_file(folder / "images", case)
+        image = _volume_file(folder, "images", case)
         if image is None:
             raise DataError(f"{folder / 'images'}: no volume for case {case} ({', '.join(VOLUME_SUFFIXES)})")
-        label = _volume_file(folder / "labels", case)
+        label = _volume_file(folder, "labels", case)
         shape = read_volume(image)[0].shape
         if label is not None and read_volume(label)[0].shape != shape:
             raise DataError(f"{label}: size {read_volume(label)[0].shape} differs from its image {shape}")
@@ -225,69 +217,17 @@ def read_folder(folder: str | Path) -> list[SliceRecord]:
     if not any(folder.iterdir()):
         raise DataError(f"{folder} is empty: a dataset folder holds cases.csv, slices.csv, images/ and labels/ (see the README)")
     cases = read_cases(folder)
-    has_volumes = any(_volume_file(folder / "images", c) for c in cases)
+    has_volumes = any(_volume_file(folder, "images", c) for c in cases)
     records = _volume_records(folder, cases) if has_volumes else _slice_records(folder, cases)
     for case, info in cases.items():
         _check_case(case, info, [r for r in records if r.case_id == case], folder)
     return sorted(records, key=lambda r: (r.case_id, r.slice_index))
 
 
-# Where NIfTI-1 (header size 348) and NIfTI-2 (540) keep dim[8], datatype, bitpix and vox_offset: (format, byte offset).
-_NIFTI_FIELDS = {348: (("8h", 40), ("h", 70), ("h", 72), ("f", 108)), 540: (("8q", 16), ("h", 12), ("h", 14), ("q", 168))}
-
-
-def _nifti_float_voxels(path: Path) -> np.ndarray | None:
-    """The float voxels of a NIfTI-1/2 file as stored (empty for integer data), or ``None`` if the file is cut short.
-
-    SimpleITK reads both the missing voxels of a truncated file and NaN voxels as zeros.
-    """
-    try:
-        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as f:
-            raw = f.read()
-        for order in "<>":
-            fields = _NIFTI_FIELDS.get(struct.unpack_from(order + "i", raw)[0])
-            if fields is not None:
-                dims, (datatype,), (bitpix,), (offset,) = (struct.unpack_from(order + fmt, raw, at) for fmt, at in fields)
-                break
-        else:
-            return None
-    except (OSError, EOFError, struct.error):
-        return None
-    voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]])) if 0 < dims[0] <= 7 else 0
-    start, end = int(offset), int(offset) + voxels * bitpix // 8
-    if len(raw) < end:
-        return None
-    floats = {16: "f4", 64: "f8"}.get(datatype)
-    return np.frombuffer(raw[start:end], order + floats) if floats else np.zeros(0)
-
-
-@lru_cache(maxsize=4)
-def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A NIfTI/MHA/NRRD volume as ``(Z, Y, X)`` float32 and its spacing ``(z, y, x)`` in mm."""
-    import SimpleITK as sitk
-
-    unreadable = DataError(f"{path}: cannot read volume (corrupt, truncated, or not a NIfTI/MHA/NRRD file)")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise unreadable from None
-    if path.name.endswith((".nii", ".nii.gz")):
-        stored = _nifti_float_voxels(path)
-        if stored is None:
-            raise unreadable
-        if not np.isfinite(stored).all():
-            raise DataError(f"{path}: contains NaN or infinite values")
-    array = sitk.GetArrayFromImage(image)
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3:
-        raise DataError(f"{path}: expected a 3D grey volume, got shape {array.shape}")
-    return array.astype(np.float32), tuple(reversed(image.GetSpacing()))
-
-
 def _read_png(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=["PNG"]) as image:
+            check_size(tuple(reversed(image.size)), path)
             image.load()
             mode, array = image.mode, np.asarray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -320,16 +260,32 @@ def load_label(record: SliceRecord) -> np.ndarray | None:
     return array.astype(np.uint8)
 
 
+def _folder_entries(folder: Path) -> list[Path]:
+    """The entries of a folder given on the command line, which must exist."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    return sorted(folder.iterdir())
+
+
 def list_slice_images(folder: str | Path) -> list[SliceRecord]:
     """Records for a bare folder of ``<case>_slice<NNN>.png`` files (no CSVs), as ``predict`` reads."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder")
     records = []
-    for path in sorted(folder.iterdir()):
+    for path in _folder_entries(folder):
         match = SLICE_NAME.match(path.name)
-        if match:
-            records.append(SliceRecord(match["case"], int(match["index"]), path))
+        if match and path.is_file():
+            check_inside(path, folder)
+            records.append(SliceRecord(safe_name(match["case"], "case id", str(path)), int(match["index"]), path))
     if not records:
         raise DataError(f"{folder} holds no <case>_slice<NNN>.png files")
     return sorted(records, key=lambda r: (r.case_id, r.slice_index))
+
+
+def list_volumes(folder: str | Path) -> list[Path]:
+    """The volumes (one per case, named ``<case>`` + a volume suffix) of a bare folder, as ``predict`` reads."""
+    folder = Path(folder)
+    volumes = [path for path in _folder_entries(folder) if path.name.endswith(VOLUME_SUFFIXES) and path.is_file()]
+    for path in volumes:
+        check_inside(path, folder)
+        safe_name(volume_case(path), "case id", str(path))
+    return volumes

@@ -9,7 +9,7 @@ import numpy as np
 from wsseg.checkpoint import load_plugin, resume_path, save_plugin
 from wsseg.config import Params
 from wsseg.data.cache import write_cache
-from wsseg.data.readers import DataError
+from wsseg.errors import DataError
 from wsseg.interfaces import Level, WeakSet
 from wsseg.registry import get_plugin
 from wsseg.stages.cases import map_cases

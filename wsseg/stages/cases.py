@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from wsseg import distributed
-from wsseg.training import track
+from wsseg.progress import track
 
 
 def map_cases(case_ids: np.ndarray, compute: Callable[[np.ndarray], dict[str, Any]], description: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from wsseg.data.readers import (
     read_folder,
 )
 from wsseg.data.synthetic import write_phantom_set
-from wsseg.training import track
+from wsseg.progress import track
 from wsseg.workspace import Workspace, lineage
 
 

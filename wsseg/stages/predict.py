@@ -21,7 +21,10 @@ from wsseg.atomic import staged_folder
 from wsseg.config import Params, Supervision
 from wsseg.data.cache import write_cache
 from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
-from wsseg.data.readers import VOLUME_SUFFIXES, DataError, SliceRecord, list_slice_images, load_image, read_folder, read_volume
+from wsseg.data.readers import SliceRecord, list_slice_images, list_volumes, load_image, read_folder
+from wsseg.data.trust import safe_name
+from wsseg.data.volumes import read_volume, volume_case
+from wsseg.errors import ConfigError, DataError, excerpt
 from wsseg.interfaces import CAMOutput, WeakSet
 from wsseg.registry import get_plugin
 from wsseg.stages.cams import load_cam_model
@@ -29,7 +32,7 @@ from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
 from wsseg.stages.ingest import prepare_image
 from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images, segment
-from wsseg.training import track
+from wsseg.progress import track
 from wsseg.workspace import Workspace, lineage
 
 CSV_COLUMNS = ["image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"]
@@ -122,10 +125,6 @@ def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, dev
     return write_cache(ws.predictions(supervision), predictions, config=lineage(params, "predictions", supervision), supervision=supervision)
 
 
-def _volumes(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.name.endswith(VOLUME_SUFFIXES))
-
-
 @dataclass
 class FolderOutput:
     """What ``wsseg predict INPUT_DIR`` writes for one input file: masks by file name, and CSV rows."""
@@ -145,18 +144,35 @@ def predict_folder(
     the cases out and rank 0 writes.
     """
     input_dir, out_dir = Path(input_dir), Path(out_dir)
-    if not input_dir.is_dir():
-        raise DataError(f"{input_dir} is not a folder")
-    predictor = Predictor(params, ws, supervision, device)
     if split is not None:
         records = [r for r in read_folder(input_dir) if r.split == split]
         if not records:
-            raise DataError(f"{input_dir}/cases.csv has no case in split {split!r}")
-        outputs = _predict_records(predictor, records)
+            raise DataError(f"{input_dir}/cases.csv has no case in split {excerpt(split)}")
+        volumes = []
     else:
-        volumes = _volumes(input_dir)
-        outputs = _predict_volumes(predictor, volumes) if volumes else _predict_records(predictor, list_slice_images(input_dir))
+        volumes = list_volumes(input_dir)
+        records = [] if volumes else list_slice_images(input_dir)
+    _check_outputs([volume_case(v) for v in volumes] + [_output_stem(r) for r in records], out_dir)
+    predictor = Predictor(params, ws, supervision, device)
+    outputs = _predict_volumes(predictor, volumes) if volumes else _predict_records(predictor, records)
     return _write_outputs(outputs, out_dir)
+
+
+def _output_stem(record: SliceRecord) -> str:
+    """The stem of a slice's output files: its PNG's name, or ``<case>_slice<NNN>`` for a volume's slice."""
+    stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
+    return safe_name(stem, "output name", str(record.image))
+
+
+def _check_outputs(stems: list[str], out_dir: Path) -> None:
+    """Before any model is loaded: ``out_dir`` can be a folder, and no two inputs share output names."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out: {out_dir} exists and is not a folder")
+    seen = set()
+    for stem in stems:
+        if stem.lower() in seen:  # case-insensitive file systems would merge them too
+            raise DataError(f"two inputs would both write {stem}_myocardium and {stem}_fibrosis in {out_dir}")
+        seen.add(stem.lower())
 
 
 def _grid_images(raws: list[np.ndarray], params: Params) -> np.ndarray:
@@ -170,16 +186,12 @@ def _predict_records(predictor: Predictor, records: list[SliceRecord]) -> list[F
         result = predictor(_grid_images(raws, predictor.params), np.array([r.case_id for r in case]), np.array([raw.shape for raw in raws]))
         outputs = []
         for i, record in enumerate(case):
-            stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
+            stem = _output_stem(record)
             masks = {f"{stem}_myocardium.png": result.myocardium_masks[i], f"{stem}_fibrosis.png": result.fibrosis_masks[i]}
             outputs.append(FolderOutput(masks, [_csv_row(record.image.name, record.case_id, record.slice_index, result, i)]))
         return {"outputs": outputs}
 
     return map_cases(np.array([r.case_id for r in records]), predict_case, "predict slices")["outputs"]
-
-
-def _case_of_volume(path: Path) -> str:
-    return path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
 
 
 def _predict_volumes(predictor: Predictor, volumes: list[Path]) -> list[FolderOutput]:
@@ -188,12 +200,12 @@ def _predict_volumes(predictor: Predictor, volumes: list[Path]) -> list[FolderOu
         array, _ = read_volume(path)
         if not np.isfinite(array).all():
             raise DataError(f"{path}: contains NaN or infinite values")
-        case = _case_of_volume(path)
+        case = volume_case(path)
         result = predictor(_grid_images(list(array), predictor.params), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
         masks = {f"{case}_myocardium.nii.gz": np.stack(result.myocardium_masks), f"{case}_fibrosis.nii.gz": np.stack(result.fibrosis_masks)}
         return {"outputs": [FolderOutput(masks, [_csv_row(path.name, case, z, result, z) for z in range(len(array))], reference=path)]}
 
-    return map_cases(np.array([_case_of_volume(p) for p in volumes]), predict_case, "predict volumes")["outputs"]
+    return map_cases(np.array([volume_case(p) for p in volumes]), predict_case, "predict volumes")["outputs"]
 
 
 @distributed.on_main

@@ -28,7 +28,7 @@ class DRNAttentionConfig(PluginConfig):
     measurements behind them.
     """
 
-    channels: tuple[Annotated[int, Field(ge=1, le=4096)], ...] = Field(
+    channels: tuple[Annotated[int, Field(ge=1, le=1024)], ...] = Field(
         (16, 32, 32, 32, 32, 32, 32, 32),
         description="widths of DRN-D-22 layers 1..8 (8 values); the reference scripts use 16,32,64,128,128,128,128,128",
     )

@@ -18,17 +18,17 @@ from wsseg_unet.model import UNet
 class UNetConfig(PluginConfig):
     """Width, depth and training schedule of the U-Net."""
 
-    base_channels: int = Field(16, ge=1, description="channels of the first level, doubled per level")
+    base_channels: int = Field(16, ge=1, le=256, description="channels of the first level, doubled per level")
     depth: int = Field(4, ge=2, le=6, description="number of resolution levels")
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(16, ge=1)
+    epochs: int = Field(30, ge=1, le=100_000)
+    lr: float = Field(1e-3, gt=0, le=10)
+    batch_size: int = Field(16, ge=1, le=4096)
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
     affine: bool = Field(False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)")
     gamma: float = Field(
         0.0, ge=0, le=2, description="random gamma correction of the image channel, exponent exp(+-gamma) (0 = off)"
     )
-    bce_weight: float = Field(0.0, ge=0, description="weight of a binary cross-entropy term added to the Dice loss")
+    bce_weight: float = Field(0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss")
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
     select_best: bool = Field(False, description="end with the weights of the epoch with the best val Dice (when val data is given)")
 
