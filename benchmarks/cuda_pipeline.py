@@ -2,7 +2,7 @@
 
     python benchmarks/cuda_pipeline.py [--cases 24] [--epochs 10]
 
-Runs synth -> ingest -> train-myo -> predict-myo -> train-cam (slice, stack) -> cams ->
+Runs synth -> ingest -> train-myo -> predict-myo -> train-cam (slice, stack) -> predict-cam ->
 pseudo-label -> train-seg (pixel, slice) -> predict -> evaluate with ``device="cuda"`` and then
 ``device="cpu"`` on the same seeded phantoms, and prints each stage's seconds (a CUDA/CPU ratio) and
 the metrics of both runs. Meant for a GPU machine that has PyTorch but not the whole install: it
@@ -16,32 +16,21 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from wsseg.config import validate_params
-from wsseg.stages import cams, evaluate, fibrosis, ingest, myocardium, predict, pseudo_labels
+from wsseg.pipeline import planned_steps, run_stage
 from wsseg.workspace import Workspace
 
 
-def stages(params, ws: Workspace, device: str) -> list[tuple[str, callable]]:
-    return [
-        ("synth", lambda: ingest.synth(params, ws)),
-        ("ingest", lambda: ingest.ingest(params, ws)),
-        ("train-myo", lambda: myocardium.train_myocardium(params, ws, device)),
-        ("predict-myo", lambda: myocardium.predict_myocardium(params, ws, device)),
-        ("train-cam slice", lambda: cams.train_cam(params, ws, "slice", device)),
-        ("train-cam stack", lambda: cams.train_cam(params, ws, "stack", device)),
-        ("cams slice", lambda: cams.generate_cams(params, ws, "slice", device)),
-        ("cams stack", lambda: cams.generate_cams(params, ws, "stack", device)),
-        ("pseudo-label slice", lambda: pseudo_labels.pseudo_label(params, ws, "slice")),
-        ("train-seg pixel", lambda: fibrosis.train_fibrosis(params, ws, "pixel", device)),
-        ("train-seg slice", lambda: fibrosis.train_fibrosis(params, ws, "slice", device)),
-        ("predict pixel", lambda: predict.predict_dataset(params, ws, "pixel", device)),
-        ("predict slice", lambda: predict.predict_dataset(params, ws, "slice", device)),
-        ("evaluate", lambda: evaluate.evaluate(params, ws)),
-    ]
+def stages(params, ws: Workspace, device: str) -> list[tuple[str, Callable[[], object]]]:
+    """Every step of ``wsseg run-all`` for ``params`` up to ``evaluate``, as (name, thunk)."""
+    steps = [(stage, key) for stage, key in planned_steps(params) if stage.command != "report"]
+    return [(stage.command + stage.option(key), partial(run_stage, stage, params, ws, key, device)) for stage, key in steps]
 
 
 def main() -> None:

@@ -30,13 +30,13 @@ def worker(args: argparse.Namespace) -> None:
     from wsseg.config import load_params
     from wsseg.data.geometry import crop
     from wsseg.registry import get_plugin
-    from wsseg.stages.myocardium import read_dataset
+    from wsseg.artefacts import read_artefact
     from wsseg.training import Monitor, resolve_device, seed_everything
     from wsseg.workspace import Workspace
 
     device = distributed.setup(str(resolve_device("auto")))
     params = load_params(Path(args.workdir) / "params.yaml")
-    data = read_dataset(params, Workspace(Path(args.workdir)))
+    data = read_artefact(params, Workspace(Path(args.workdir)), "dataset")
     train = data["split"] == "train"
     boxes = np.tile([32.0, 32.0, 96.0, 96.0], (int(train.sum()), 1))  # a fixed 64x64 crop: no myocardium model needed
     images = crop(data["images"][train], boxes, 64)

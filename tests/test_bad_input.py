@@ -16,8 +16,8 @@ from wsseg.config import load_params
 from wsseg.data.cache import read_cache, write_cache
 from wsseg.data.readers import load_image, load_label, read_folder
 from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
-from wsseg.stages.myocardium import case_boxes
-from wsseg.workspace import lineage
+from wsseg.data.roi import case_boxes
+from wsseg.pipeline import lineage
 
 runner = CliRunner()
 TINY = SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_slices=3, max_slices=3, image_size=32, fibrosis_free_fraction=0.5)
@@ -219,7 +219,7 @@ def test_a_case_without_predicted_myocardium_gets_a_centred_roi_and_a_warning(pi
         warnings.simplefilter("ignore")
         boxes = case_boxes(probability, data["case_id"], p)
     write_cache(copy / "cache" / "myocardium.h5", {"probability": probability, "boxes": boxes}, config=lineage(p, "myocardium"))
-    for step in (["cams", "--level", "slice"], ["pseudo-label", "--level", "slice"]):
+    for step in (["predict-cam", "--level", "slice"], ["pseudo-label", "--level", "slice"]):
         result = runner.invoke(app, [*step, "-p", str(params), "-w", str(copy)])
         assert result.exit_code == 0, result.output
     pseudo = read_cache(copy / "cache" / "pseudo-slice.h5")

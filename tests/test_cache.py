@@ -6,7 +6,9 @@ import torch
 from wsseg.atomic import staged_folder
 from wsseg.checkpoint import read_checkpoint
 from wsseg.data import cache
-from wsseg.data.cache import CacheError, config_hash, read_cache, write_cache
+from wsseg.data.cache import read_cache, write_cache
+from wsseg.errors import CacheError
+from wsseg.hashing import config_hash
 
 
 def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):

@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
 from wsseg.config import ConfigError, Params, load_params, validate_params
-from wsseg.workspace import lineage
+from wsseg.pipeline import lineage
 
 
 def test_defaults_are_valid_and_name_the_builtin_plugins():
@@ -22,8 +24,8 @@ def test_params_yaml_of_the_repository_is_valid():
         ({"typo_section": 1}, "typo_section: Extra inputs are not permitted"),
         ({"cam": {"levels": ["slice"]}}, "'stack' needs cam.levels to include it"),
         (
-            {"cam": {"levels": ["stack"]}, "segmentation": {"supervisions": ["stack"], "slice_level_labeller": True}},
-            "slice_level_labeller needs cam.levels to include 'slice'",
+            {"cam": {"levels": ["stack"]}, "segmentation": {"supervisions": ["stack"], "additions": {"slice_level_labeler": True}}},
+            "slice_level_labeler needs cam.levels to include 'slice'",
         ),
         ({"cam": {"plugin": "no-such-cam"}}, "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention"),
         ({"myocardium": {"config": {"epochs": "many"}}}, "myocardium.config.epochs: Input should be a valid integer"),
@@ -50,10 +52,11 @@ def test_plugin_config_is_validated_into_the_plugins_model():
 
 def test_test_time_flips_change_the_lineage_of_what_they_predict():
     base = validate_params({})
-    myo, seg = validate_params({"myocardium": {"flips": True}}), validate_params({"segmentation": {"flips": True}})
+    myo = validate_params({"myocardium": {"additions": {"flips": True}}})
+    seg = validate_params({"segmentation": {"additions": {"flips": True}}})
     assert lineage(myo, "myocardium_model") == lineage(base, "myocardium_model")  # the model is not retrained
     assert lineage(myo, "myocardium") != lineage(base, "myocardium")
-    assert lineage(seg, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
+    assert lineage(seg, "fibrosis_model", "slice") == lineage(base, "fibrosis_model", "slice")
     assert lineage(seg, "predictions", "slice") != lineage(base, "predictions", "slice")
 
 
@@ -61,14 +64,53 @@ def test_segmentation_overrides_change_one_supervision_level_only():
     base, longer = validate_params({}), validate_params({"segmentation": {"overrides": {"pixel": {"epochs": 160}}}})
     assert longer.plugin_config("segmentation", "pixel").epochs == 160
     assert longer.plugin_config("segmentation", "slice") == base.plugin_config("segmentation", "slice")
-    assert lineage(longer, "fibrosis", "pixel") != lineage(base, "fibrosis", "pixel")
-    assert lineage(longer, "fibrosis", "slice") == lineage(base, "fibrosis", "slice")
+    assert lineage(longer, "fibrosis_model", "pixel") != lineage(base, "fibrosis_model", "pixel")
+    assert lineage(longer, "fibrosis_model", "slice") == lineage(base, "fibrosis_model", "slice")
     with pytest.raises(ConfigError, match="segmentation.overrides.pixel.epochs: Input should be a valid integer"):
         validate_params({"segmentation": {"overrides": {"pixel": {"epochs": "many"}}}})
 
 
-def test_the_slice_level_labeller_changes_the_lineage_of_slice_level_predictions_only():
-    base, labeller = validate_params({}), validate_params({"segmentation": {"slice_level_labeller": True}})
+def test_the_slice_level_labeler_changes_the_lineage_of_slice_level_predictions_only():
+    base, labeller = validate_params({}), validate_params({"segmentation": {"additions": {"slice_level_labeler": True}}})
     assert lineage(labeller, "predictions", "slice") != lineage(base, "predictions", "slice")
     for supervision in ("pixel", "stack"):
         assert lineage(labeller, "predictions", supervision) == lineage(base, "predictions", supervision)
+
+
+def test_a_profile_lists_only_what_differs_from_the_file_it_extends(tmp_path):
+    (tmp_path / "base.yaml").write_text("seed: 3\nmyocardium: {config: {epochs: 7, depth: 3}}\ncam: {levels: [slice]}\nsegmentation: {supervisions: [pixel, slice]}\n")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "p.yaml").write_text("extends: ../base.yaml\nmyocardium: {config: {depth: 5}}\n")
+    params = load_params(tmp_path / "profiles" / "p.yaml")
+    assert (params.seed, params.cam.levels) == (3, ["slice"])
+    assert (params.plugin_config("myocardium").epochs, params.plugin_config("myocardium").depth) == (7, 5)
+    (tmp_path / "other.yaml").write_text("extends: [base.yaml]\nmyocardium: {plugin: unet, config: {}}\n")
+    assert load_params(tmp_path / "other.yaml").plugin_config("myocardium").depth == 3  # same plugin: configs merge
+
+
+def test_the_benchmark_profile_extends_the_repository_params():
+    profile, base = load_params("benchmarks/emidec/params.yaml"), load_params("params.yaml")
+    assert profile.data.source != base.data.source and profile.pseudo_label == base.pseudo_label
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": "extends: a.yaml\n"}, "extends 'a.yaml', which extends it in turn"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "which extends it in turn"),
+        ({"a.yaml": "extends: gone.yaml\n"}, "extends 'gone.yaml', which does not exist"),
+        ({"a.yaml": "extends: {x: 1}\n"}, "extends: expected a file name or a list of file names"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "seed: [\n"}, "b.yaml:2:1: not valid YAML"),
+    ],
+)
+def test_a_broken_extends_chain_is_one_line_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(tmp_path / "a.yaml")
+
+
+def test_a_profile_that_changes_a_plugin_does_not_inherit_the_other_plugins_config(tmp_path):
+    (tmp_path / "base.yaml").write_text("pseudo_label: {plugin: otsu-crf, config: {otsu: false}}\n")
+    (tmp_path / "p.yaml").write_text("extends: base.yaml\npseudo_label: {plugin: cam-threshold}\n")
+    assert load_params(tmp_path / "p.yaml").pseudo_label.config == {}

@@ -163,8 +163,8 @@ def test_sharded_stages_write_exactly_the_single_process_caches_and_files(pipeli
     workdir = pipeline_run[1]
     steps = [
         ["predict-myo"],
-        ["cams", "--level", "slice"],
-        ["cams", "--level", "stack"],
+        ["predict-cam", "--level", "slice"],
+        ["predict-cam", "--level", "stack"],
         ["pseudo-label", "--level", "slice"],
         ["predict", "--supervision", "slice"],
         ["predict", str(workdir / "synthetic"), "--split", "test", "--out", "{ws}/folder"],

@@ -4,9 +4,16 @@ import json
 import shutil
 import subprocess
 
+from pathlib import Path
+
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, write_params
+from wsseg.cli import app
+from wsseg.config import load_params, validate_params
+from wsseg.pipeline import dvc_yaml
 
 
 def run(command: list[str], cwd) -> str:
@@ -36,3 +43,25 @@ def test_dvc_repro_runs_the_pipeline_once(tmp_path):
     assert "Running stage" not in second
     shown = run(["dvc", "metrics", "show", "--json"], tmp_path)
     assert "fibrosis" in shown
+
+
+def test_the_committed_dvc_yaml_is_the_one_wsseg_dvc_writes(tmp_path):
+    """dvc.yaml is generated from the stage table; a stage or params key added there reaches it through `wsseg dvc`."""
+    assert Path("dvc.yaml").read_text() == dvc_yaml(load_params("params.yaml"))
+    result = CliRunner().invoke(app, ["dvc", "--out", str(tmp_path / "dvc.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dvc.yaml").read_text() == Path("dvc.yaml").read_text()
+
+
+def test_dvc_yaml_follows_the_levels_and_the_labeler_option(tmp_path):
+    raw = {"cam": {"levels": ["slice"]}, "segmentation": {"supervisions": ["pixel", "slice"], "additions": {"slice_level_labeler": True}}}
+    stages = yaml.safe_load(dvc_yaml(validate_params(raw)))["stages"]
+    assert stages["train-cam"]["foreach"] == ["slice"]
+    assert "train-seg-slice" not in stages and "train-seg" in str(stages)
+    assert "data/cache/pseudo-slice.h5" in stages["predict-slice"]["deps"]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "profile.yaml").write_text("extends: ../params.yaml\nseed: 1\n")
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    result = CliRunner().invoke(app, ["dvc", "-p", str(tmp_path / "profiles" / "profile.yaml"), "--out", str(tmp_path / "dvc.yaml")])
+    assert result.exit_code == 2 and "cannot be a DVC params file" in result.output
+    assert not (tmp_path / "dvc.yaml").exists()

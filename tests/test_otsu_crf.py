@@ -1,4 +1,4 @@
-"""The built-in ``otsu-crf`` pseudo-labeler (METHOD.md step 3)."""
+"""The built-in ``otsu-crf`` pseudo-labeler (docs/method.md, step 3)."""
 
 from __future__ import annotations
 

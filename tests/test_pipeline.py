@@ -10,14 +10,15 @@ from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, write_params
 from wsseg.checkpoint import load_plugin
-from wsseg.cli import app, pipeline_steps
+from wsseg.cli import app
+from wsseg.artefacts import read_artefact, read_roi_data
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.interfaces import CAMOutput
 from wsseg.registry import get_plugin
-from wsseg.stages.myocardium import read_dataset, read_roi_data
 from wsseg.stages.predict import Predictor
+from wsseg.pipeline import planned_steps
 from wsseg.workspace import Workspace
 from wsseg_test_plugin import CAMThresholdLabeler
 
@@ -117,7 +118,7 @@ def test_a_stale_upstream_cache_is_refused_naming_the_command_to_rerun(pipeline_
     _, workdir, _ = pipeline_run
     changed = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "roi_margin": 0.5}}
     params = write_params(tmp_path, changed)
-    result = runner.invoke(app, ["cams", "--level", "slice", "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(app, ["predict-cam", "--level", "slice", "-p", str(params), "-w", str(workdir)])
     assert result.exit_code == 2
     assert "another configuration" in result.output and "wsseg predict-myo" in result.output
 
@@ -176,7 +177,7 @@ def test_predict_on_volumes_writes_volumes_with_the_input_geometry(pipeline_run,
 def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {**TINY_PARAMS["segmentation"], "restrict_to_myocardium": True}})
+    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {**TINY_PARAMS["segmentation"], "additions": {"restrict_to_myocardium": True}}})
     result = runner.invoke(app, ["predict", "--supervision", "pixel", "-p", str(params), "-w", str(copy)])
     assert result.exit_code == 0, result.output
     free = read_cache(workdir / "cache" / "predictions-pixel.h5")
@@ -191,7 +192,7 @@ def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipelin
 def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    segmentation = {**TINY_PARAMS["segmentation"], "myocardium_channel": ["pixel", "slice"]}
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"myocardium_channel": ["slice"]}}
     params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": segmentation})
     refused = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(params), "-w", str(copy)])
     assert refused.exit_code == 2 and "wsseg train-seg --supervision slice" in refused.output
@@ -206,14 +207,14 @@ def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipelin
     assert first_layer_inputs(copy, "pixel") == 2
 
 
-def test_the_slice_level_labeller_predicts_the_pseudo_labels_of_the_slices_the_classifier_flags(pipeline_run, tmp_path):
+def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_classifier_flags(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
     (copy / "models" / "fibrosis-slice.pt").unlink()  # the slice-level U-Net is not used
     raw = {
         **TINY_PARAMS,
         "pseudo_label": {"config": {"myocardium_threshold": None}},  # the tiny myocardium model stays below 0.5
-        "segmentation": {**TINY_PARAMS["segmentation"], "slice_level_labeller": True},
+        "segmentation": {**TINY_PARAMS["segmentation"], "additions": {"slice_level_labeler": True}},
     }
     result = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(write_params(tmp_path, raw)), "-w", str(copy)])
     assert result.exit_code == 0, result.output
@@ -228,22 +229,22 @@ def test_the_slice_level_labeller_predicts_the_pseudo_labels_of_the_slices_the_c
             return CAMOutput(np.ones_like(out.cams), np.arange(len(out.cams), dtype=np.float32) % 2, out.stack_scores)
 
     predictor.classifier = EveryOtherSliceFlagged()
-    data, roi = read_dataset(params, ws), read_roi_data(params, ws)
+    data, roi = read_artefact(params, ws, "dataset"), read_roi_data(params, ws)
     busiest = data["case_id"][roi.myocardium.sum(axis=(1, 2)).argmax()]  # the tiny myocardium model misses some cases
     rows = np.flatnonzero(data["case_id"] == busiest)
     predicted = predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows]).fibrosis_roi
     cam = np.ones_like(read_cache(copy / "cache" / "cams-slice.h5")["cams"][0])
-    labeller = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"))
-    expected = np.stack([labeller.label(cam, roi.images[i], roi.myocardium[i], j % 2 == 1) for j, i in enumerate(rows)])
+    labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"))
+    expected = np.stack([labeler.label(cam, roi.images[i], roi.myocardium[i], j % 2 == 1) for j, i in enumerate(rows)])
     assert expected[1::2].any()
     np.testing.assert_array_equal(predicted > 0.5, expected)
 
 
-def test_run_all_trains_no_slice_level_unet_when_the_labeller_predicts(tmp_path):
+def test_run_all_trains_no_slice_level_unet_when_the_labeler_predicts(tmp_path):
     def names(raw):
-        return [name for name, _ in pipeline_steps(validate_params(raw), Workspace(tmp_path), "cpu")]
+        return [stage.command + stage.option(key) for stage, key in planned_steps(validate_params(raw))]
 
     assert "train-seg --supervision slice" in names({})
-    steps = names({"segmentation": {"slice_level_labeller": True}})
+    steps = names({"segmentation": {"additions": {"slice_level_labeler": True}}})
     assert "train-seg --supervision slice" not in steps and "predict --supervision slice" in steps
     assert {"train-seg --supervision pixel", "train-seg --supervision stack"} <= set(steps)

@@ -107,3 +107,27 @@ def test_disable_and_enable_persist_in_the_user_file_and_refuse_unknown_entries(
     monkeypatch.setenv(registry.DISABLED_ENV, "otsu-crf")
     with pytest.raises(PluginError, match="environment variable"):
         registry.enable("otsu-crf")
+
+
+LABELER = """
+import numpy as np
+from wsseg.interfaces import PseudoLabeler
+
+class Labeler(PseudoLabeler):
+{version}
+    def label(self, cam, image, myocardium, weak_label):
+        return np.zeros(image.shape, bool)
+"""
+
+
+@pytest.mark.parametrize(("version", "message"), [("    api_version = 99", "written for wsseg plugin API 99; this wsseg has API 1"), ("", "declares no api_version")])
+def test_a_plugin_written_for_another_api_version_is_refused_with_a_clear_message(site, version, message):
+    install_fake_distribution(site, "fake-old", "[wsseg.pseudo_labelers]\nold = fake_old:Labeler\n", LABELER.format(version=version), "fake_old")
+    with pytest.raises(PluginError, match=message):
+        get_plugin("pseudo_labeler", "old")
+    assert {p.name: p for p in list_plugins()}["old"].status == "error"
+
+
+def test_a_plugin_of_this_api_version_loads(site):
+    install_fake_distribution(site, "fake-new", "[wsseg.pseudo_labelers]\nnew = fake_new:Labeler\n", LABELER.format(version="    api_version = 1"), "fake_new")
+    assert get_plugin("pseudo_labeler", "new").api_version == 1

@@ -148,7 +148,7 @@ def test_same_seed_and_config_give_identical_caches_and_predictions(pipeline_run
     """Rerunning the stages from the same inputs reproduces every cache bit for bit (CPU)."""
     params, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    steps = [["ingest"], ["predict-myo"], ["cams", "--level", "slice"], ["pseudo-label", "--level", "slice"]]
+    steps = [["ingest"], ["predict-myo"], ["predict-cam", "--level", "slice"], ["pseudo-label", "--level", "slice"]]
     steps += [["train-seg", "--supervision", "slice"], ["predict", "--supervision", "slice"]]
     for step in steps:
         result = runner.invoke(app, [*step, "-p", str(params), "-w", str(copy)])

@@ -29,6 +29,7 @@ class NoDefaultConfig(PluginConfig):
 class Sloppy(PseudoLabeler):
     """Everything wrong a pseudo-labeler can get wrong cheaply."""
 
+    api_version = 1
     Config = NoDefaultConfig
 
     def label(self, cam, image, myocardium, weak_label):
@@ -62,3 +63,12 @@ def test_an_invalid_config_skips_the_checks_that_need_an_instance():
 def test_a_class_that_is_no_plugin_fails_one_check():
     (check,) = check_plugin(dict)
     assert not check.passed and "derives from none" in check.detail
+
+
+def test_a_plugin_without_this_api_version_fails_that_check():
+    class Unversioned(Sloppy):
+        api_version = None
+
+    checks = {c.name: c for c in check_plugin(Unversioned, {"fraction": 0.5})}
+    assert not checks["derives from the interface, nothing abstract left"].passed
+    assert checks["derives from the interface, nothing abstract left"].detail == "api_version is None; set it to 1, the plugin API of this wsseg"

@@ -21,6 +21,10 @@ import kornia.geometry.transform as KT
 import torch
 from torch import Tensor
 
+from wsseg.interfaces import Segmenter
+
+__all__ = ["FLIPS", "dihedral", "flip_averaged", "random_affine", "random_dihedral", "random_dihedral_codes", "random_gamma", "segment"]
+
 
 def dihedral(x: Tensor, code: int) -> Tensor:
     """Apply dihedral transform ``code`` (0..7) to the last two dims of ``x``."""
@@ -83,3 +87,8 @@ def flip_averaged(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarra
     for code in FLIPS:
         total += dihedral(torch.tensor(predict(dihedral(x, code).numpy())), code).numpy()
     return total / len(FLIPS)
+
+
+def segment(segmenter: Segmenter, inputs: np.ndarray, flips: bool) -> np.ndarray:
+    """``segmenter.predict(inputs)``, averaged over the test-time flips when ``flips``."""
+    return flip_averaged(segmenter.predict, inputs) if flips else segmenter.predict(inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
 from wsseg.errors import CacheError
-from wsseg.interfaces import Plugin
+from wsseg.interfaces import CAMGenerator, Segmenter
 from wsseg.registry import Kind, get_plugin
 
 
@@ -22,7 +23,7 @@ def resume_path(model_path: str | Path) -> Path:
 
 
 @distributed.on_main
-def save_plugin(path: str | Path, plugin: Plugin, *, kind: Kind, name: str, config_hash: str, history: list | None = None) -> Path:
+def save_plugin(path: str | Path, plugin: CAMGenerator | Segmenter, *, kind: Kind, name: str, config_hash: str, history: list | None = None) -> Path:
     """Write a trained plugin with its name, config, config hash and training curve, atomically.
 
     The training's resume checkpoint (:func:`resume_path`) is removed once the model is in place.
@@ -66,9 +67,9 @@ def read_checkpoint(path: str | Path, *, expected_config: str | None = None, rer
     return checkpoint
 
 
-def load_plugin(path: str | Path, *, device: str | torch.device = "cpu", expected_config: str | None = None, rerun: str = "") -> Plugin:
+def load_plugin(path: str | Path, *, device: str | torch.device = "cpu", expected_config: str | None = None, rerun: str = "") -> Any:
     """Rebuild the trained plugin saved at ``path`` through the registry."""
     checkpoint = read_checkpoint(path, expected_config=expected_config, rerun=rerun)
-    plugin = get_plugin(checkpoint["kind"], checkpoint["plugin"])(checkpoint["config"], device=device)
+    plugin: Any = get_plugin(checkpoint["kind"], checkpoint["plugin"])(checkpoint["config"], device=device)
     plugin.load_state_dict(checkpoint["state"])
     return plugin

@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -17,8 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from wsseg import distributed
-from wsseg.config import Params, load_params, parse_yaml
+from wsseg.config import Params, Supervision, load_params, parse_yaml
 from wsseg.errors import ConfigError, PluginError, WssegError, excerpt, one_line
+from wsseg.pipeline import STAGES, dvc_yaml, planned_steps, run_stage, stage_named
 from wsseg.registry import GROUPS, Kind, disable, enable, get_plugin, kinds_of, list_plugins
 from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
@@ -26,8 +27,8 @@ from wsseg.workspace import Workspace
 app = typer.Typer(
     help=(
         "Weakly-supervised myocardial fibrosis segmentation in LGE cardiac MRI.\n\n"
-        "Pipeline: synth -> ingest -> train-myo -> predict-myo -> train-cam -> cams -> pseudo-label "
-        "-> train-seg -> predict -> evaluate -> report. `wsseg run-all` runs it all with params.yaml.\n\n"
+        f"Pipeline: {' -> '.join(stage.command for stage in STAGES)}. `wsseg run-all` runs it all with params.yaml, "
+        "`wsseg dvc` writes it as dvc.yaml.\n\n"
         "Several processes or GPUs: set `distributed` in params.yaml, or start a command with "
         "`torchrun ... -m wsseg`; see docs/distributed.md."
     ),
@@ -48,6 +49,7 @@ DeviceOption = Annotated[
     Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: params.yaml's device, itself 'auto': CUDA when present).")
 ]
 LevelOption = Annotated[str, typer.Option("--level", "-l", help="Weak-label level: slice or stack.")]
+KEYS = {"level": ("slice", "stack"), "supervision": ("pixel", "slice", "stack")}
 SupervisionOption = Annotated[str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")]
 
 
@@ -119,14 +121,21 @@ def _done(message: str) -> None:
     _say(console, "[green]✓[/green]", message)
 
 
+def _run(command: str, params_path: Path, workdir: Path, device: str | None = None, key: str | None = None) -> None:
+    """Run one stage of the pipeline table (:data:`wsseg.pipeline.STAGES`) and say what it wrote."""
+    made_by = stage_named(command)
+    if made_by.per is not None:
+        key = _choice(str(key), KEYS[made_by.per], f"--{made_by.per}")
+    p, ws, dev = _setup(params_path, workdir, device if made_by.device else "cpu", processes=made_by.processes)
+    path = run_stage(made_by, p, ws, key, dev)
+    _done(f"{made_by.summary.format(key=key)} written to {path}" + (f" ({dev})" if made_by.plugin else ""))
+
+
 @app.command()
 @_friendly_errors
 def synth(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Write the seeded synthetic LGE phantom set (data.synthetic in params.yaml) as a dataset folder."""
-    from wsseg.stages.ingest import synth as run
-
-    p, ws, _ = _setup(params, workdir, "cpu")
-    _done(f"phantoms written to {run(p, ws)}")
+    _run("synth", params, workdir)
 
 
 @app.command()
@@ -136,30 +145,21 @@ def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = 
 
     The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD volume per case); see the README for the columns.
     """
-    from wsseg.stages.ingest import ingest as run
-
-    p, ws, _ = _setup(params, workdir, "cpu")
-    _done(f"dataset cache written to {run(p, ws)}")
+    _run("ingest", params, workdir)
 
 
 @app.command("train-myo")
 @_friendly_errors
 def train_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
     """Train the myocardium segmenter on the pixel-labelled train cases."""
-    from wsseg.stages.myocardium import train_myocardium
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    _done(f"myocardium model written to {train_myocardium(p, ws, dev)} ({dev})")
+    _run("train-myo", params, workdir, device)
 
 
 @app.command("predict-myo")
 @_friendly_errors
 def predict_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
     """Predict the myocardium of every slice and the region of interest of every case."""
-    from wsseg.stages.myocardium import predict_myocardium
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    _done(f"myocardium cache written to {predict_myocardium(p, ws, dev)}")
+    _run("predict-myo", params, workdir, device)
 
 
 @app.command("train-cam")
@@ -168,32 +168,23 @@ def train_cam(
     level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
 ) -> None:
     """Train the fibrosis classifier (CAM generator) on slice- or stack-level weak labels."""
-    from wsseg.stages.cams import train_cam as run
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    _done(f"{level}-level CAM model written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)} ({dev})")
+    _run("train-cam", params, workdir, device, level)
 
 
-@app.command()
+@app.command("predict-cam")
 @_friendly_errors
-def cams(
+def predict_cam(
     level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
 ) -> None:
     """Compute class activation maps and classifier scores for every slice."""
-    from wsseg.stages.cams import generate_cams
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    _done(f"{level}-level CAMs written to {generate_cams(p, ws, _choice(level, ('slice', 'stack'), '--level'), dev)}")
+    _run("predict-cam", params, workdir, device, level)
 
 
 @app.command("pseudo-label")
 @_friendly_errors
 def pseudo_label(level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Turn the train cases' CAMs into pixel pseudo-labels (negative weak label -> empty mask)."""
-    from wsseg.stages.pseudo_labels import pseudo_label as run
-
-    p, ws, _ = _setup(params, workdir, "cpu", processes=True)
-    _done(f"{level}-level pseudo-labels written to {run(p, ws, _choice(level, ('slice', 'stack'), '--level'))}")
+    _run("pseudo-label", params, workdir, key=level)
 
 
 @app.command("train-seg")
@@ -205,11 +196,7 @@ def train_seg(
     device: DeviceOption = None,
 ) -> None:
     """Train the fibrosis segmenter on pseudo-labels (slice, stack) or real masks (pixel)."""
-    from wsseg.stages.fibrosis import train_fibrosis
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
-    _done(f"{chosen}-level fibrosis model written to {train_fibrosis(p, ws, chosen, dev)} ({dev})")
+    _run("train-seg", params, workdir, device, supervision)
 
 
 @app.command()
@@ -231,17 +218,17 @@ def predict(
 
     With INPUT_DIR: writes <stem>_myocardium.png and <stem>_fibrosis.png (0 = no, 255 = yes) at each input's own size, and predictions.csv (image, case_id, slice_index, fibrosis_probability, fibrosis_pixels, myocardium_pixels); a folder of volumes gives <case>_myocardium.nii.gz and <case>_fibrosis.nii.gz. Without INPUT_DIR: predicts the ingested dataset for `wsseg evaluate`.
     """
-    from wsseg.stages.predict import predict_dataset, predict_folder
-
-    p, ws, dev = _setup(params, workdir, device, processes=True)
-    chosen = _choice(supervision, ("pixel", "slice", "stack"), "--supervision")
     if input_dir is None:
-        _done(f"{chosen}-level predictions written to {predict_dataset(p, ws, chosen, dev)}")
+        _run("predict", params, workdir, device, supervision)
         return
+    from wsseg.stages.predict import predict_folder
+
+    chosen = cast(Supervision, _choice(supervision, KEYS["supervision"], "--supervision"))
     if out is None:
         raise ConfigError("--out: an output folder is needed with INPUT_DIR")
     if split is not None:
         _choice(split, ("train", "val", "test"), "--split")
+    p, ws, dev = _setup(params, workdir, device, processes=True)
     _done(f"{chosen}-level predictions written to {predict_folder(p, ws, chosen, input_dir, out, dev, split)}")
 
 
@@ -249,52 +236,17 @@ def predict(
 @_friendly_errors
 def evaluate(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Score predictions and classifiers on the held-out cases (evaluate.splits) -> metrics.json."""
-    from wsseg.stages.evaluate import evaluate as run
     from wsseg.stages.evaluate import metrics_table
 
-    p, ws, _ = _setup(params, workdir, "cpu")
-    console.print(metrics_table(run(p, ws)))
-    _done(f"metrics written to {ws.metrics}")
+    _run("evaluate", params, workdir)
+    console.print(metrics_table(json.loads(Workspace(workdir).metrics.read_text())))
 
 
 @app.command()
 @_friendly_errors
 def report(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Write a Markdown report with the metrics tables, segmentation overlays, CAMs and training curves."""
-    from wsseg.stages.report import report as run
-
-    p, ws, _ = _setup(params, workdir, "cpu")
-    _done(f"report written to {run(p, ws)}")
-
-
-def pipeline_steps(params: Params, ws: Workspace, device: str) -> list[tuple[str, Callable[[], object]]]:
-    """Every stage of the pipeline in order, as (command line, thunk)."""
-    from wsseg.stages import cams as cam_stages
-    from wsseg.stages import evaluate as evaluate_stage
-    from wsseg.stages import fibrosis, ingest, myocardium, predict, pseudo_labels
-    from wsseg.stages import report as report_stage
-
-    steps: list[tuple[str, Callable[[], object]]] = []
-    if params.data.source == "synthetic":
-        steps.append(("synth", lambda: ingest.synth(params, ws)))
-    steps += [
-        ("ingest", lambda: ingest.ingest(params, ws)),
-        ("train-myo", lambda: myocardium.train_myocardium(params, ws, device)),
-        ("predict-myo", lambda: myocardium.predict_myocardium(params, ws, device)),
-    ]
-    for level in params.cam.levels:
-        steps += [
-            (f"train-cam --level {level}", functools.partial(cam_stages.train_cam, params, ws, level, device)),
-            (f"cams --level {level}", functools.partial(cam_stages.generate_cams, params, ws, level, device)),
-        ]
-        if level in params.segmentation.supervisions:
-            steps.append((f"pseudo-label --level {level}", functools.partial(pseudo_labels.pseudo_label, params, ws, level)))
-    for supervision in params.segmentation.supervisions:
-        if not params.predicts_with_labeller(supervision):
-            steps.append((f"train-seg --supervision {supervision}", functools.partial(fibrosis.train_fibrosis, params, ws, supervision, device)))
-        steps.append((f"predict --supervision {supervision}", functools.partial(predict.predict_dataset, params, ws, supervision, device)))
-    steps += [("evaluate", lambda: evaluate_stage.evaluate(params, ws)), ("report", lambda: report_stage.report(params, ws))]
-    return steps
+    _run("report", params, workdir)
 
 
 def _peak_memory_mib() -> float:
@@ -311,10 +263,11 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     console.rule(escape(f"wsseg run-all on {p.data.source} ({dev})"))
     timings = []
     start = time.perf_counter()
-    for name, step in pipeline_steps(p, ws, dev):
+    for made_by, key in planned_steps(p):
+        name = made_by.command + made_by.option(key)
         console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
         began = time.perf_counter()
-        step()
+        run_stage(made_by, p, ws, key, dev)
         timings.append((name, time.perf_counter() - began, _peak_memory_mib()))
     total = time.perf_counter() - start
     console.print(metrics_table(json.loads(ws.metrics.read_text())))
@@ -330,6 +283,19 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
     summary = {"device": str(dev), "total_s": round(total, 1), "peak_mib": round(_peak_memory_mib()), "stages": stages}
     distributed.on_main(ws.timings.write_text)(json.dumps(summary, indent=2))
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
+
+
+@app.command()
+@_friendly_errors
+def dvc(params: ParamsOption = Path("params.yaml"), out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("dvc.yaml")) -> None:
+    """Write dvc.yaml: the stages that `wsseg run-all` runs for params.yaml, as a DVC pipeline.
+
+    Rerun it after changing cam.levels, segmentation.supervisions or data.source; `dvc repro` then runs
+    the same stages, and a second `dvc repro` does nothing.
+    """
+    text = dvc_yaml(load_params(params, allow_extends=False), str(params))
+    out.write_text(text)
+    _done(f"{len(text.splitlines())} lines written to {out}")
 
 
 KindArgument = Annotated[str, typer.Argument(help="cam-generator, pseudo-labeler or segmenter.")]

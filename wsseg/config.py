@@ -12,16 +12,45 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wsseg.data.synthetic import SyntheticConfig
 from wsseg.interfaces import Level, PluginConfig
 from wsseg.errors import ConfigError, PluginError, excerpt
 from wsseg.registry import Kind, get_plugin
 
 Supervision = Literal["pixel", "slice", "stack"]
+Split = Literal["train", "val", "test"]
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class SyntheticConfig(Section):
+    """Size and look of a synthetic phantom set (lengths in pixels refer to a 128 px image)."""
+
+    n_train_pixel: int = Field(8, ge=0, le=1000)
+    n_train_weak: int = Field(40, ge=0, le=1000)
+    n_val: int = Field(8, ge=0, le=1000)
+    n_test: int = Field(8, ge=0, le=1000)
+    image_size: int = Field(128, ge=32, le=1024)
+    min_slices: int = Field(6, ge=1, le=64)
+    max_slices: int = Field(10, ge=1, le=64)
+    fibrosis_free_fraction: float = Field(0.3, ge=0, le=1)
+    min_scar_pixels: int = Field(8, ge=1, le=10_000)
+    noise: float = Field(0.05, ge=0, le=1)
+    bias_field: float = Field(0.3, ge=0, lt=2)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _slice_range(self) -> SyntheticConfig:
+        if self.min_slices > self.max_slices:
+            raise ValueError(f"min_slices ({self.min_slices}) exceeds max_slices ({self.max_slices})")
+        return self
+
+
+class DataAdditions(Section):
+    """Data options beyond the paper (off by default)."""
+
+    roi_normalise: bool = Field(False, description="re-normalise intensities inside each ROI crop (percentiles 1..99.5)")
 
 
 class DataParams(Section):
@@ -33,7 +62,7 @@ class DataParams(Section):
     image_size: int = Field(128, ge=32, le=1024, description="side of the common grid the field of view is resized to at ingest")
     roi_size: int = Field(64, ge=16, le=512, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
     roi_margin: float = Field(0.25, ge=0, le=4, description="crop margin around the myocardium, as a fraction of its extent")
-    roi_normalise: bool = Field(False, description="re-normalise intensities inside each crop (percentiles 1..99.5), for contrast around the heart")
+    additions: DataAdditions = DataAdditions()
 
     @field_validator("image_size", "roi_size")
     @classmethod
@@ -50,45 +79,59 @@ class PluginSection(Section):
     config: dict = Field(default_factory=dict)
 
 
+class MyocardiumAdditions(Section):
+    """Myocardium options beyond the paper (off by default)."""
+
+    flips: bool = Field(False, description="test-time flips: average the predictions over the image and its flips")
+
+
 class MyocardiumParams(PluginSection):
     plugin: str = "unet"
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is myocardium")
-    flips: bool = Field(False, description="test-time flips: average the predictions over the image and its flips (not in the paper)")
+    additions: MyocardiumAdditions = MyocardiumAdditions()
 
 
 class CAMParams(PluginSection):
     plugin: str = "drn-attention"
-    levels: list[Level] = Field(default_factory=lambda: ["slice", "stack"])
+    levels: list[Level] = ["slice", "stack"]
 
 
 class PseudoLabelParams(PluginSection):
     plugin: str = "otsu-crf"
 
 
+class SegmentationAdditions(Section):
+    """Fibrosis options beyond the paper (off by default)."""
+
+    myocardium_channel: list[Level] = Field(
+        default_factory=list,
+        description="weak levels whose U-Net also gets the myocardium prediction as an input channel, as the pixel level does",
+    )
+    restrict_to_myocardium: bool = Field(False, description="drop predicted fibrosis outside the predicted myocardium")
+    flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips")
+    slice_level_labeler: bool = Field(
+        False,
+        description="slice level: fibrosis is the pseudo-labeler's mask of the slice classifier's CAM on the slices it scores "
+        "above 0.5, instead of the slice-level U-Net's prediction",
+    )
+
+
 class SegmentationParams(PluginSection):
     plugin: str = "unet"
-    supervisions: list[Supervision] = Field(default_factory=lambda: ["pixel", "slice", "stack"])
+    supervisions: list[Supervision] = ["pixel", "slice", "stack"]
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is fibrosis")
-    myocardium_channel: list[Supervision] = Field(
-        default_factory=lambda: ["pixel"],
-        description="supervision levels whose fibrosis segmenter also gets the myocardium prediction as an input channel (the paper: pixel only)",
-    )
-    restrict_to_myocardium: bool = Field(
-        False, description="drop predicted fibrosis outside the predicted myocardium (not in the paper)"
-    )
-    flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips (not in the paper)")
-    slice_level_labeller: bool = Field(
-        False,
-        description="slice level: predict fibrosis with the pseudo-labeller on the slice classifier's CAMs, on the slices it scores "
-        "above 0.5, instead of with the slice-level U-Net (not in the paper)",
-    )
     overrides: dict[Supervision, dict] = Field(
         default_factory=dict, description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}"
     )
+    additions: SegmentationAdditions = SegmentationAdditions()
+
+    def myocardium_channel(self, supervision: Supervision) -> bool:
+        """Whether ``supervision``'s U-Net gets the myocardium prediction as a second input channel."""
+        return supervision == "pixel" or supervision in self.additions.myocardium_channel
 
 
 class EvaluateParams(Section):
-    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["val", "test"])
+    splits: list[Split] = ["val", "test"]
 
 
 class DistributedParams(Section):
@@ -127,23 +170,23 @@ class Params(Section):
         missing = [s for s in self.segmentation.supervisions if s != "pixel" and s not in self.cam.levels]
         if missing:
             raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
-        if self.segmentation.slice_level_labeller and "slice" not in self.cam.levels:
-            raise ValueError("segmentation.slice_level_labeller needs cam.levels to include 'slice'")
+        if self.segmentation.additions.slice_level_labeler and "slice" not in self.cam.levels:
+            raise ValueError("segmentation.additions.slice_level_labeler needs cam.levels to include 'slice'")
         return self
 
-    def predicts_with_labeller(self, supervision: Supervision) -> bool:
-        """Whether ``supervision``'s fibrosis comes from the pseudo-labeller instead of a U-Net (``slice_level_labeller``)."""
-        return supervision == "slice" and self.segmentation.slice_level_labeller
+    def predicts_with_labeler(self, supervision: str) -> bool:
+        """Whether ``supervision``'s fibrosis comes from the pseudo-labeler instead of a U-Net (``slice_level_labeler``)."""
+        return supervision == "slice" and self.segmentation.additions.slice_level_labeler
 
-    def plugin_config(self, section: str, supervision: Supervision | None = None) -> PluginConfig:
+    def plugin_config(self, section: str, key: str | None = None) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...).
 
-        For ``segmentation`` with a ``supervision``, that level's ``overrides`` are applied.
+        For ``segmentation`` with a supervision ``key``, that level's ``overrides`` are applied.
         """
         chosen: PluginSection = getattr(self, section)
         config = chosen.config
-        if section == "segmentation" and supervision is not None:
-            config = {**config, **self.segmentation.overrides.get(supervision, {})}
+        if section == "segmentation" and key is not None:
+            config = {**config, **self.segmentation.overrides.get(key, {})}  # type: ignore[call-overload]
         return get_plugin(PLUGIN_KINDS[section], chosen.plugin).Config.model_validate(config)
 
 
@@ -185,7 +228,7 @@ def validate_params(raw: dict) -> Params:
             except ValidationError as exc:
                 raise ConfigError(_describe(exc, f"segmentation.overrides.{supervision}")) from None
         if section == "cam":
-            unsupported = [level for level in params.cam.levels if level not in plugin.levels]
+            unsupported = [level for level in params.cam.levels if level not in getattr(plugin, "levels", ())]
             if unsupported:
                 raise ConfigError(f"cam.levels: plugin '{chosen.plugin}' cannot train at level {unsupported[0]}")
     return params
@@ -227,11 +270,8 @@ def parse_yaml(text: bytes | str, source: str) -> object:
         raise ConfigError(f"{source}: nested too deeply to be a params file") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``; a missing file means all defaults."""
-    path = Path(path)
-    if not path.exists():
-        return validate_params({})
+def _read_mapping(path: Path) -> dict:
+    """One params file as a mapping (empty for an empty file), checked as untrusted input."""
     if not path.is_file():
         raise ConfigError(f"{path}: not a file")
     if path.stat().st_size > PARAMS_FILE_LIMIT:
@@ -239,4 +279,50 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     raw = parse_yaml(path.read_bytes(), str(path))
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return validate_params(raw or {})
+    return raw or {}
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` laid over ``base``: mappings merge key by key, anything else is replaced.
+
+    A section whose ``plugin`` the overlay names differently from the base takes the overlay's
+    ``config`` whole, since the base's keys belong to another plugin.
+    """
+    other_plugin = "plugin" in base and overlay.get("plugin", base["plugin"]) != base["plugin"]
+    merged = {key: value for key, value in base.items() if not (other_plugin and key == "config")}
+    for key, value in overlay.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def read_mapping(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A params file's mapping laid over the files its ``extends`` names (relative to its folder), in order."""
+    raw = _read_mapping(path)
+    parents = raw.pop("extends", [])
+    names = [parents] if isinstance(parents, str) else parents
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"{path}: extends: expected a file name or a list of file names")
+    base: dict = {}
+    for name in names:
+        parent = path.parent / name
+        if parent.resolve() in (*chain, path.resolve()) or len(chain) >= 8:
+            raise ConfigError(f"{path}: extends {excerpt(name)}, which extends it in turn (or goes more than 8 deep)")
+        if not parent.exists():
+            raise ConfigError(f"{path}: extends {excerpt(name)}, which does not exist")
+        base = merge(base, read_mapping(parent, (*chain, path.resolve())))
+    return merge(base, raw)
+
+
+def load_params(path: str | Path = "params.yaml", *, allow_extends: bool = True) -> Params:
+    """Read and validate a params file; a missing file means all defaults.
+
+    A profile may start with ``extends: params.yaml`` (a path relative to the profile, or a list of
+    them) and then list only what differs; see :func:`merge`. With ``allow_extends=False`` such a
+    profile is refused (DVC tracks a params file as it is written).
+    """
+    path = Path(path)
+    if not path.exists():
+        return validate_params({})
+    if not allow_extends and "extends" in _read_mapping(path):
+        raise ConfigError(f"{path}: a profile with `extends` cannot be a DVC params file; use `wsseg run-all --params {path}`")
+    return validate_params(read_mapping(path))

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+__all__ = ["active", "broadcast", "gather_rows", "is_main", "launched", "local_share", "on_main", "parallel", "rank", "relaunch", "setup", "shard_cases", "sum_over_processes", "world_size"]
+
 T = TypeVar("T")
 
 

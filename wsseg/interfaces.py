@@ -1,4 +1,4 @@
-"""The three plugin interfaces: CAM generators, pseudo-labelers and segmenters.
+"""The plugin contract: three interfaces (CAM generators, pseudo-labelers, segmenters) and what they share.
 
 Every array crossing these interfaces is a NumPy array on the CPU:
 
@@ -6,38 +6,101 @@ Every array crossing these interfaces is a NumPy array on the CPU:
 - myocardium maps are ``float32`` probabilities in ``[0, 1]`` on the same grid;
 - masks are ``bool`` (or ``{0, 1}``) on the same grid.
 
+Rules every plugin keeps (docs/plugins.md explains them at length):
+
+- **Versioned.** A plugin class sets ``api_version`` to the :data:`API_VERSION` it was written
+  for; the registry refuses a class written for another version.
+- **Only what it is handed.** A method reads what the interface gives it and nothing else: no
+  files of its own, no pixel fibrosis labels in a CAM generator.
+- **Seeded.** Same config, same ``self.seed``, same inputs and device: same outputs. Seed every
+  random source from ``self.seed``.
+- **One case at a time.** The stages call ``generate``, ``label`` and ``predict`` for one case (one
+  stack) at a time, so a case's output must not depend on the other cases of a call.
+- **Several processes.** Under torchrun, training runs in every process;
+  :func:`wsseg.training.train_loop` wraps the model in DistributedDataParallel, and a plugin's
+  batches yield :func:`wsseg.distributed.local_share` of each global batch, after drawing the
+  batch's random numbers.
+- **Saved as data.** ``state_dict`` holds tensors and plain values only: model files are read
+  with ``torch.load(weights_only=True)``, which refuses anything else.
+
 Plugins choose their own device for the work in between (``self.device``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from wsseg.training import Monitor
+    import torch
+
+__all__ = [
+    "API_VERSION",
+    "CAMGenerator",
+    "CAMOutput",
+    "Level",
+    "Monitor",
+    "Plugin",
+    "PluginConfig",
+    "PseudoLabeler",
+    "Segmenter",
+    "WeakSet",
+]
+
+API_VERSION = 1
+"""The version of this contract. Set ``api_version = API_VERSION`` on a plugin class written for it."""
 
 Level = Literal["slice", "stack"]
 """Strength of a weak label: one per slice, or one per stack (case)."""
 
 
+class Monitor(Protocol):
+    """What ``fit`` may call on the monitor it is given (the stages pass :class:`wsseg.training.Monitor`).
+
+    Call :meth:`epochs` once for the epoch loop and :meth:`log` once per epoch; the figures become
+    the training curves of the report. ``fit`` may also be given ``None``: then log nothing, or
+    build a ``wsseg.training.Monitor`` of your own. :func:`wsseg.training.train_loop` does both.
+    """
+
+    name: str
+    history: list[dict[str, float]]
+
+    def epochs(self, n: int) -> Iterator[int]:
+        """Yield ``0..n-1`` behind a progress bar."""
+        ...
+
+    def log(self, **metrics: float) -> None:
+        """Record one epoch's figures (``loss``, ``val_dice``, ``val_auroc``...)."""
+        ...
+
+
 class PluginConfig(BaseModel):
-    """Base of every plugin's configuration; unknown keys are errors."""
+    """Base of every plugin's configuration: unknown keys and non-finite numbers are errors.
+
+    Give every field a default (a plugin must run with ``config: {}``), bounds and a description.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Plugin(ABC):
-    """What all plugins share: a validated config, a device and a seed."""
+    """What all plugins share: a validated config, a device and a seed.
+
+    Override ``__init__`` only to add state, calling ``super().__init__`` first.
+    """
 
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    api_version: ClassVar[int | None] = None
+    """The :data:`API_VERSION` the class was written for; the registry refuses any other."""
 
     def __init__(self, config: PluginConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
+        import torch  # here rather than at the top: reading params and the registry does not load torch
+
         if config is None:
             config = self.Config()
         elif isinstance(config, dict):

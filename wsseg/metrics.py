@@ -1,10 +1,12 @@
-"""The evaluation measures of the paper's tables (METHOD.md, Evaluation)."""
+"""The evaluation measures of the paper's tables (docs/method.md, Evaluation)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+__all__ = ["auroc", "case_dice", "dice", "summary"]
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -39,9 +41,9 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Mean, standard deviation and count of a list of per-case figures."""
-    values = np.asarray(list(values), float)
-    if values.size == 0:
+def summary(values: Iterable[float]) -> dict[str, float]:
+    """Mean, standard deviation and count of per-case figures."""
+    figures = np.asarray(list(values), float)
+    if figures.size == 0:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(values.mean()), "std": float(values.std()), "n": int(values.size)}
+    return {"mean": float(figures.mean()), "std": float(figures.std()), "n": int(figures.size)}

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from wsseg.errors import PluginError, excerpt
-from wsseg.interfaces import CAMGenerator, Plugin, PseudoLabeler, Segmenter
+from wsseg.interfaces import API_VERSION, CAMGenerator, Plugin, PseudoLabeler, Segmenter
 
 Kind = Literal["cam_generator", "pseudo_labeler", "segmenter"]
 
@@ -75,6 +75,9 @@ def _load(kind: Kind, ep: EntryPoint) -> type[Plugin]:
     cls = ep.load()
     if not (isinstance(cls, type) and issubclass(cls, BASES[kind])):
         raise PluginError(f"{ep.value} is not a subclass of wsseg.{BASES[kind].__name__}")
+    if cls.api_version != API_VERSION:
+        written = f"written for wsseg plugin API {cls.api_version}" if cls.api_version is not None else "declares no api_version"
+        raise PluginError(f"{ep.value} {written}; this wsseg has API {API_VERSION}: install a release of the plugin made for it")
     return cls
 
 

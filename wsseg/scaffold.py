@@ -8,10 +8,13 @@ plugin module ``wsseg_NAME/__init__.py`` with a small working implementation to 
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 from string import Template
 
+from wsseg import __version__
 from wsseg.errors import PluginError
+from wsseg.interfaces import API_VERSION
 from wsseg.registry import GROUPS, Kind
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -30,7 +33,7 @@ version = "0.1.0"
 description = "wsseg $label plugin '$name'"
 readme = "README.md"
 requires-python = ">=3.10"
-dependencies = ["wsseg", "numpy>=1.26", "torch"]
+dependencies = ["wsseg$wsseg_range", "numpy>=1.26", "torch==$torch_version"]
 
 [project.entry-points."$group"]
 $name = "$module:$cls"
@@ -95,6 +98,8 @@ class ${cls}Config(PluginConfig):
 class $cls(PseudoLabeler):
     """Pseudo-label = the CAM, resized to the image grid, above a fraction of its maximum."""
 
+    api_version = $api_version  # the wsseg plugin API this class is written for
+
     Config = ${cls}Config
     config: ${cls}Config
 
@@ -135,6 +140,8 @@ class ${cls}Config(PluginConfig):
 
 class $cls(Segmenter):
     """Three convolutions and a sigmoid, trained with binary cross-entropy."""
+
+    api_version = $api_version  # the wsseg plugin API this class is written for
 
     Config = ${cls}Config
     config: ${cls}Config
@@ -204,6 +211,8 @@ class ${cls}Config(PluginConfig):
 class $cls(CAMGenerator):
     """A small CNN whose last layer is the CAM (half resolution); slice logit = the CAM's mean."""
 
+    api_version = $api_version  # the wsseg plugin API this class is written for
+
     Config = ${cls}Config
     config: ${cls}Config
     levels = ("slice",)
@@ -250,6 +259,13 @@ class $cls(CAMGenerator):
 PLUGIN: dict[Kind, str] = {"cam_generator": CAM_GENERATOR, "pseudo_labeler": PSEUDO_LABELER, "segmenter": SEGMENTER}
 
 
+def compatible_range(wsseg_version: str) -> str:
+    """The wsseg releases a plugin written against ``wsseg_version`` works with: the same minor series before 1.0."""
+    major, minor = (int(part) for part in wsseg_version.split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f">={major}.{minor},<{upper}"
+
+
 def scaffold(kind: Kind, name: str, out: str | Path = ".") -> Path:
     """Write the package for a ``kind`` plugin called ``name`` under ``out``; return its folder."""
     if not NAME.match(name):
@@ -260,6 +276,9 @@ def scaffold(kind: Kind, name: str, out: str | Path = ".") -> Path:
     if root.exists():
         raise PluginError(f"{root} already exists")
     values = {
+        "wsseg_range": compatible_range(__version__),
+        "torch_version": version("torch"),
+        "api_version": API_VERSION,
         "name": name,
         "kind": kind,
         "label": kind.replace("_", " "),

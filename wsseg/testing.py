@@ -17,6 +17,7 @@ kit trains CAM generators and segmenters (twice, for the determinism check) on a
 from __future__ import annotations
 
 import copy
+from functools import partial
 import inspect
 import io
 from collections.abc import Callable
@@ -28,8 +29,10 @@ import torch
 from pydantic import ValidationError
 
 from wsseg.data.synthetic import SyntheticConfig, phantom_case
-from wsseg.interfaces import CAMGenerator, CAMOutput, Level, Plugin, PluginConfig, PseudoLabeler, Segmenter, WeakSet
+from wsseg.interfaces import API_VERSION, CAMGenerator, CAMOutput, Level, Plugin, PluginConfig, PseudoLabeler, Segmenter, WeakSet
 from wsseg.training import Monitor
+
+__all__ = ["Check", "Phantoms", "assert_conforms", "check_cam_generator", "check_plugin", "check_pseudo_labeler", "check_segmenter", "phantoms"]
 
 SIZE = 32
 """Side of the synthetic slices (divisible by 32, so networks may halve it 5 times)."""
@@ -59,7 +62,7 @@ class Phantoms:
 
     def labels(self, level: Level) -> np.ndarray:
         """Weak labels per slice: the slice's own (``slice``) or its stack's (``stack``)."""
-        per_slice = self.fibrosis.any(axis=(1, 2)).astype(np.int64)
+        per_slice = np.asarray(self.fibrosis.any(axis=(1, 2)), dtype=np.int64)
         if level == "slice":
             return per_slice
         return np.array([per_slice[self.stack_ids == s].max() for s in self.stack_ids])
@@ -123,7 +126,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _expect(condition: bool, message: str) -> None:
+def _expect(condition: object, message: str) -> None:
     if not condition:
         raise AssertionError(message)
 
@@ -131,12 +134,13 @@ def _expect(condition: bool, message: str) -> None:
 # ---------------------------------------------------------------- every kind
 
 
-def _common_checks(checks: _Checks, cls: type, base: type[Plugin], config: dict | None, device: str) -> Callable[[int], Plugin] | None:
+def _common_checks(checks: _Checks, cls: Any, base: type[Plugin], config: dict | None, device: str) -> Any:
     """Interface, config model and constructor checks; returns a factory ``seed -> instance``."""
 
     def interface() -> None:
         _expect(isinstance(cls, type) and issubclass(cls, base), f"{cls!r} does not derive from wsseg.{base.__name__}")
         _expect(not inspect.isabstract(cls), f"abstract methods left: {', '.join(sorted(cls.__abstractmethods__))}")
+        _expect(cls.api_version == API_VERSION, f"api_version is {cls.api_version!r}; set it to {API_VERSION}, the plugin API of this wsseg")
 
     def config_model() -> None:
         model = cls.Config
@@ -155,7 +159,7 @@ def _common_checks(checks: _Checks, cls: type, base: type[Plugin], config: dict 
     def override() -> None:
         cls.Config.model_validate(config or {})
 
-    def constructor() -> Callable[[int], Plugin]:
+    def constructor() -> Callable[[int], Any]:
         plugin = cls(config or {}, device=device, seed=0)
         _expect(isinstance(plugin.config, cls.Config), "self.config is not an instance of Config")
         _expect(plugin.config == cls.Config.model_validate(config or {}), "self.config differs from the config given")
@@ -178,7 +182,7 @@ def _coarse_cam(lesion: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
     return fine.reshape(h // CAM_STRIDE, CAM_STRIDE, w // CAM_STRIDE, CAM_STRIDE).mean(axis=(1, 3))
 
 
-def check_pseudo_labeler(cls: type, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
+def check_pseudo_labeler(cls: Any, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
     """Check a :class:`~wsseg.interfaces.PseudoLabeler` class; see the module docstring."""
     checks = _Checks()
     make = _common_checks(checks, cls, PseudoLabeler, config, device)
@@ -227,7 +231,7 @@ def check_pseudo_labeler(cls: type, config: dict | None = None, *, device: str =
 # ---------------------------------------------------------------- CAM generators
 
 
-def _round_trip(plugin: Plugin, make: Callable[[int], Plugin]) -> Plugin:
+def _round_trip(plugin: Any, make: Callable[[int], Any]) -> Any:
     """A fresh instance restored from ``plugin.state_dict()`` after ``torch.save`` and ``torch.load``."""
     buffer = io.BytesIO()
     torch.save(plugin.state_dict(), buffer)
@@ -242,7 +246,7 @@ def _same_output(a: CAMOutput, b: CAMOutput, what: str) -> None:
         _expect(np.allclose(getattr(a, field), getattr(b, field), atol=1e-5), f"{what}: {field} differ")
 
 
-def check_cam_generator(cls: type, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
+def check_cam_generator(cls: Any, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
     """Check a :class:`~wsseg.interfaces.CAMGenerator` class at each of its levels; see the module docstring."""
     checks = _Checks()
     make = _common_checks(checks, cls, CAMGenerator, config, device)
@@ -255,12 +259,12 @@ def check_cam_generator(cls: type, config: dict | None = None, *, device: str = 
     ok = checks("levels: a non-empty subset of (slice, stack)", valid_levels, make)
     for level in levels if ok else ():
 
-        def fit(level: Level = level) -> Plugin:
+        def fit(level: Level = level) -> Any:
             generator = make(0)
             generator.fit(train.weak_set(level), level, val=val.weak_set(level), monitor=_QuietMonitor())
             return generator
 
-        def output(generator: Plugin) -> CAMOutput:
+        def output(generator: Any) -> CAMOutput:
             result = generator.generate(val.weak_set())
             _expect(isinstance(result, CAMOutput), f"generate() returned {type(result).__name__}, not CAMOutput")
             n, n_stacks = len(val.images), len(val.weak_set().stacks())
@@ -274,27 +278,27 @@ def check_cam_generator(cls: type, config: dict | None = None, *, device: str = 
                 _expect(bool(np.all((scores >= 0) & (scores <= 1))), f"{field} outside [0, 1]")
             return result
 
-        def labels_ignored(generator: Plugin, result: CAMOutput) -> None:
+        def labels_ignored(generator: Any, result: CAMOutput) -> None:
             _same_output(generator.generate(val.weak_set(level)), result, "generate() with and without labels")
 
         def deterministic(result: CAMOutput, level: Level = level) -> None:
             _same_output(output(fit(level)), result, "two fits with the same seed")
 
-        def round_trip(generator: Plugin, result: CAMOutput) -> None:
+        def round_trip(generator: Any, result: CAMOutput) -> None:
             _same_output(_round_trip(generator, make).generate(val.weak_set()), result, "after state_dict round trip")
 
         generator = checks(f"[{level}] fit() on weak labels (no pixel labels)", fit)
-        result = checks(f"[{level}] generate(): (N, h, w) finite CAMs, scores in [0, 1] per slice and stack", lambda g=generator: output(g), generator)
-        checks(f"[{level}] generate() ignores the labels", lambda g=generator, r=result: labels_ignored(g, r), generator, result)
-        checks(f"[{level}] deterministic under a seed", lambda r=result: deterministic(r), result)
-        checks(f"[{level}] state_dict() round trip through torch.save", lambda g=generator, r=result: round_trip(g, r), generator, result)
+        result = checks(f"[{level}] generate(): (N, h, w) finite CAMs, scores in [0, 1] per slice and stack", partial(output, generator), generator)
+        checks(f"[{level}] generate() ignores the labels", partial(labels_ignored, generator, result), generator, result)
+        checks(f"[{level}] deterministic under a seed", partial(deterministic, result), result)
+        checks(f"[{level}] state_dict() round trip through torch.save", partial(round_trip, generator, result), generator, result)
     return checks.results
 
 
 # ---------------------------------------------------------------- segmenters
 
 
-def check_segmenter(cls: type, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
+def check_segmenter(cls: Any, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
     """Check a :class:`~wsseg.interfaces.Segmenter` class; see the module docstring."""
     checks = _Checks()
     make = _common_checks(checks, cls, Segmenter, config, device)
@@ -303,12 +307,12 @@ def check_segmenter(cls: type, config: dict | None = None, *, device: str = "cpu
     val_inputs = np.stack([val.images, val.myocardium], axis=1)
     targets, val_targets = train.myocardium, val.myocardium  # any binary masks will do
 
-    def fit() -> Plugin:
+    def fit() -> Any:
         segmenter = make(0)
         segmenter.fit(inputs, targets, val_inputs=val_inputs, val_targets=val_targets, monitor=_QuietMonitor())
         return segmenter
 
-    def output(segmenter: Plugin) -> np.ndarray:
+    def output(segmenter: Any) -> np.ndarray:
         for batch in (val_inputs, val_inputs[:1]):
             p = np.asarray(segmenter.predict(batch))
             _expect(p.shape == (len(batch), SIZE, SIZE), f"predict() shape {p.shape}, expected {(len(batch), SIZE, SIZE)}")
@@ -339,7 +343,7 @@ CHECKERS: dict[type[Plugin], Callable[..., list[Check]]] = {
 }
 
 
-def check_plugin(cls: type, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
+def check_plugin(cls: Any, config: dict | None = None, *, device: str = "cpu") -> list[Check]:
     """Every check of the interface ``cls`` implements (a single failed check if it implements none)."""
     for base, checker in CHECKERS.items():
         if isinstance(cls, type) and issubclass(cls, base):
@@ -347,7 +351,7 @@ def check_plugin(cls: type, config: dict | None = None, *, device: str = "cpu") 
     return [Check("derives from the interface, nothing abstract left", False, f"{cls!r} derives from none of CAMGenerator, PseudoLabeler, Segmenter")]
 
 
-def assert_conforms(cls: type, config: dict | None = None, *, device: str = "cpu") -> None:
+def assert_conforms(cls: Any, config: dict | None = None, *, device: str = "cpu") -> None:
     """Fail (``AssertionError``) with every failed check of :func:`check_plugin`."""
     failed = [c for c in check_plugin(cls, config, device=device) if not c.passed]
     if failed:

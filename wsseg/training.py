@@ -15,9 +15,11 @@ from torch import nn
 
 from wsseg import distributed
 from wsseg.atomic import atomic_path
-from wsseg.data.cache import config_hash
+from wsseg.hashing import config_hash
 from wsseg.errors import ConfigError, excerpt
 from wsseg.progress import progress_bar
+
+__all__ = ["Monitor", "minibatches", "resolve_device", "seed_everything", "train_loop"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -97,8 +99,8 @@ def _resume_state(monitor: Monitor, fingerprint: str) -> dict | None:
 
 def _numpy_state() -> tuple:
     """NumPy's global RNG state with its key array as a list, so the checkpoint loads with ``weights_only``."""
-    name, keys, *rest = np.random.get_state()
-    return (name, keys.tolist(), *rest)
+    name, keys, *rest = np.random.get_state(legacy=True)
+    return (name, np.asarray(keys).tolist(), *rest)
 
 
 def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator, best: dict | None) -> None:
@@ -117,6 +119,7 @@ def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Modul
         "numpy_rng": _numpy_state(),
         "python_rng": random.getstate(),
     }
+    assert monitor.resume is not None
     with atomic_path(monitor.resume) as tmp:
         torch.save(state, tmp)
 
@@ -192,14 +195,14 @@ def train_loop(
         if epoch < done:
             continue
         model.train()
-        total, count = 0.0, 0
+        total, count = 0.0, 0.0
         for batch in batches(rng):
             optimiser.zero_grad()
             value = step(batch)
             value.backward()
             optimiser.step()
             total += float(value.detach())
-            count += 1
+            count += 1.0
         if scheduler is not None:
             scheduler.step()
         total, count = distributed.sum_over_processes([total, count])
@@ -207,7 +210,8 @@ def train_loop(
         if validate is not None:
             model.eval()
             with torch.no_grad():
-                metrics.update(distributed.broadcast(validate(model) if distributed.is_main() else None))
+                figures = distributed.broadcast(validate(model) if distributed.is_main() else None)
+            metrics.update(figures or {})
         monitor.log(**metrics)
         if select is not None and (best is None or metrics[select] > best["score"]):
             best = {"epoch": epoch, "score": metrics[select], "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}

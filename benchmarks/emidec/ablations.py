@@ -16,21 +16,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from wsseg.config import validate_params
-from wsseg.stages import cams, fibrosis, myocardium, predict, pseudo_labels
+from wsseg.artefacts import read_artefact
+from wsseg.config import merge, read_mapping, validate_params
+from wsseg.pipeline import artefact_path, lineage, planned_steps, run_stage
 from wsseg.stages.evaluate import evaluate
-from wsseg.stages.myocardium import read_dataset
 from wsseg.stages.report import cam_figure, example_slices
 from wsseg.training import resolve_device
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 PARAMS = Path("benchmarks/emidec/params.yaml")
 BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec"))
+OWN_STAGES = ("train-myo", "predict-myo", "train-cam", "predict-cam", "pseudo-label", "train-seg", "predict")
 
 # name -> (supervision, overrides of the benchmark params)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -39,49 +37,26 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
     "no DenseCRF": ("slice", {"pseudo_label": {"config": {"crf": False}}}),
     "CAM not restricted to the myocardium on the image grid (the paper)": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": None}}}),
-    "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"myocardium_channel": ["pixel"]}}),
-    "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"myocardium_channel": ["pixel"]}}),
+    "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"additions": {"myocardium_channel": []}}}),
+    "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"additions": {"myocardium_channel": []}}}),
     "option: stack classifier trained on its slices": ("stack", {"cam": {"config": {"stack_training": "slices"}}}),
-    "option: slice-level fibrosis from the pseudo-labeller": ("slice", {"segmentation": {"slice_level_labeller": True}}),
-    "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"restrict_to_myocardium": True}}),
-    "without ROI intensity normalisation": ("slice", {"data": {"roi_normalise": False}}),
-    "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"roi_normalise": False}}),
-    "without test-time flips": ("slice", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
-    "without test-time flips, pixel-level": ("pixel", {"myocardium": {"flips": False}, "segmentation": {"flips": False}}),
+    "option: slice-level fibrosis from the pseudo-labeler": ("slice", {"segmentation": {"additions": {"slice_level_labeler": True}}}),
+    "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"additions": {"restrict_to_myocardium": True}}}),
+    "without ROI intensity normalisation": ("slice", {"data": {"additions": {"roi_normalise": False}}}),
+    "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"additions": {"roi_normalise": False}}}),
+    "without test-time flips": ("slice", {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}}),
+    "without test-time flips, pixel-level": ("pixel", {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}}),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
     "without test-time flips, pixel-level U-Net trained 40 epochs (the faithful default)": (
         "pixel",
-        {"myocardium": {"flips": False}, "segmentation": {"flips": False, "overrides": {"pixel": {"epochs": 40}}}},
+        {
+            "myocardium": {"additions": {"flips": False}},
+            "segmentation": {"additions": {"flips": False}, "overrides": {"pixel": {"epochs": 40}}},
+        },
     ),
 }
-
-
-def merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        merged[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
-
-
-def chain(params, ws: Workspace, supervision: str, device: str) -> list[tuple[Path, str, Callable[[], object] | None]]:
-    """The artefacts one supervision needs, as (path, lineage, the stage that makes it)."""
-    level = "slice" if supervision == "pixel" else supervision  # pixel-level predictions read the slice classifier
-    steps = [
-        (ws.dataset, lineage(params, "dataset"), None),
-        (ws.myocardium_model, lineage(params, "myocardium_model"), lambda: myocardium.train_myocardium(params, ws, device)),
-        (ws.myocardium, lineage(params, "myocardium"), lambda: myocardium.predict_myocardium(params, ws, device)),
-        (ws.cam_model(level), lineage(params, "cams", level), lambda: cams.train_cam(params, ws, level, device)),
-        (ws.cams(level), lineage(params, "cams", level), lambda: cams.generate_cams(params, ws, level, device)),
-    ]
-    if supervision != "pixel":
-        steps.append((ws.pseudo_labels(level), lineage(params, "pseudo_labels", level), lambda: pseudo_labels.pseudo_label(params, ws, level)))
-    steps += [
-        (ws.fibrosis_model(supervision), lineage(params, "fibrosis", supervision), lambda: fibrosis.train_fibrosis(params, ws, supervision, device)),
-        (ws.predictions(supervision), lineage(params, "predictions", supervision), lambda: predict.predict_dataset(params, ws, supervision, device)),
-    ]
-    return steps
 
 
 def workspace(name: str) -> Workspace:
@@ -91,7 +66,7 @@ def workspace(name: str) -> Workspace:
 def attention_figure(base_raw: dict) -> Path | None:
     """CAMs of the benchmark's slice classifier beside those of the one trained without attention."""
     params, base = validate_params(base_raw), Workspace(BASE)
-    data = read_dataset(params, base)
+    data = read_artefact(params, base, "dataset")
     sources = {"with attention": base.cams("slice"), "no attention": workspace("no self-attention").cams("slice")}
     return cam_figure(params, base, data, example_slices(data, ["val"], 4), base.report / "cams-attention.png", sources)
 
@@ -102,13 +77,16 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(BASE)
     started = time.perf_counter()
-    for (path, config, run), (base_path, base_config, _) in zip(chain(params, ws, supervision, device), chain(base_params, base_ws, supervision, device)):
-        if config == base_config and base_path.exists():
+    for stage, key in planned_steps(params):
+        if stage.command in ("evaluate", "report"):
+            continue
+        path, base_path = artefact_path(ws, stage.makes, key), artefact_path(base_ws, stage.makes, key)
+        if lineage(params, stage.makes, key) == lineage(base_params, stage.makes, key) and base_path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
             os.link(base_path, path)
-        elif run is not None:
-            run()
+        elif stage.command in OWN_STAGES:
+            run_stage(stage, params, ws, key, device)
         else:
             raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
     metrics = evaluate(params, ws)
@@ -131,7 +109,7 @@ def main(names: list[str]) -> None:
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant {unknown[0]!r}; the variants are:\n  " + "\n  ".join(VARIANTS))
-    base_raw = yaml.safe_load(PARAMS.read_text())
+    base_raw = read_mapping(PARAMS)
     device = str(resolve_device(base_raw.get("device", "auto")))
     results_path = BASE / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

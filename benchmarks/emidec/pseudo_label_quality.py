@@ -19,11 +19,11 @@ import numpy as np
 import yaml
 from skimage.filters import threshold_otsu
 
-from wsseg.config import validate_params
+from wsseg.artefacts import read_roi_data
+from wsseg.config import read_mapping, validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.registry import get_plugin
-from wsseg.stages.myocardium import read_roi_data
 from wsseg.workspace import Workspace
 
 
@@ -40,7 +40,7 @@ def otsu_inside(image: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
 
 
 def main(overrides: list[str]) -> None:
-    raw = yaml.safe_load(Path("benchmarks/emidec/params.yaml").read_text())
+    raw = read_mapping(Path("benchmarks/emidec/params.yaml"))
     for item in overrides:
         key, value = item.split("=", 1)
         raw["pseudo_label"].setdefault("config", {})[key] = yaml.safe_load(value)

@@ -4,7 +4,7 @@
 # 1. `wsseg run-all` with benchmarks/emidec/params.yaml: trains on the train split, scores the val split
 #    (data/emidec/metrics.json, report/, timings.json with each stage's time and memory);
 # 2. `wsseg predict` of the 30 withheld test cases at each supervision level, read in place from
-#    ../shared/data/emidec, into data/emidec/test-predictions/{pixel,slice,stack}/ (DESIGN.md section 5).
+#    ../shared/data/emidec, into data/emidec/test-predictions/{pixel,slice,stack}/ (the `wsseg predict` contract).
 # WSSEG_BENCHMARK_DIR moves the output folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

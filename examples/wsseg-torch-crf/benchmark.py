@@ -44,7 +44,7 @@ def pipeline_inputs(workdir: str, params_path: str, n_slices: int) -> tuple[np.n
     from wsseg.config import load_params
     from wsseg.data.cache import read_cache
     from wsseg.stages.cams import weak_labels
-    from wsseg.stages.myocardium import read_roi_data
+    from wsseg.artefacts import read_roi_data
     from wsseg.workspace import Workspace
 
     params, ws = load_params(params_path), Workspace(__import__("pathlib").Path(workdir))

@@ -6,8 +6,6 @@ stage can refuse an upstream cache made by another configuration instead of sile
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,6 @@ import numpy as np
 from wsseg import __version__, distributed
 from wsseg.atomic import atomic_path
 from wsseg.errors import CacheError
-
-
-def config_hash(*sections: Any) -> str:
-    """A short, stable hash of JSON-serialisable configuration sections."""
-    text = json.dumps(sections, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _store(group: h5py.File, name: str, value: np.ndarray) -> None:
@@ -41,7 +33,7 @@ def _store(group: h5py.File, name: str, value: np.ndarray) -> None:
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: str, **attrs: Any) -> Path:
     """Write ``arrays`` to ``path`` through a temporary file and an atomic rename.
 
-    ``config`` is the configuration hash (see :func:`config_hash`); other keyword arguments
+    ``config`` is the configuration hash (see :func:`wsseg.hashing.config_hash`); other keyword arguments
     become HDF5 attributes. Ragged arrays (lists of differently shaped arrays) are stored
     flattened with their shapes and come back as lists from :func:`read_cache`.
     """

@@ -63,11 +63,11 @@ def bounding_box(mask: np.ndarray, margin: float, min_size: float) -> tuple[floa
 
 def _grid(boxes: np.ndarray, out_size: tuple[int, int], in_size: tuple[int, int]) -> torch.Tensor:
     """Sampling grid (for ``grid_sample``, align_corners=False) of output pixel centres inside ``boxes``."""
-    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    corners = torch.as_tensor(boxes, dtype=torch.float32)
     steps_y = (torch.arange(out_size[0]) + 0.5) / out_size[0]
     steps_x = (torch.arange(out_size[1]) + 0.5) / out_size[1]
-    y = boxes[:, 0, None] + steps_y[None] * (boxes[:, 2] - boxes[:, 0])[:, None]
-    x = boxes[:, 1, None] + steps_x[None] * (boxes[:, 3] - boxes[:, 1])[:, None]
+    y = corners[:, 0, None] + steps_y[None] * (corners[:, 2] - corners[:, 0])[:, None]
+    x = corners[:, 1, None] + steps_x[None] * (corners[:, 3] - corners[:, 1])[:, None]
     y = y / in_size[0] * 2 - 1
     x = x / in_size[1] * 2 - 1
     return torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)

@@ -19,39 +19,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.ndimage import gaussian_filter
 
+from wsseg.config import SyntheticConfig
 from wsseg.progress import track
 
 BACKGROUND, CAVITY, MYOCARDIUM, INFARCT, NO_REFLOW = 0, 1, 2, 3, 4
 FIBROSIS = (INFARCT, NO_REFLOW)
 PATTERNS = ("subendocardial", "transmural", "patchy")
-
-
-class SyntheticConfig(BaseModel):
-    """Size and look of a synthetic phantom set (lengths in pixels refer to a 128 px image)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    n_train_pixel: int = Field(8, ge=0, le=1000)
-    n_train_weak: int = Field(40, ge=0, le=1000)
-    n_val: int = Field(8, ge=0, le=1000)
-    n_test: int = Field(8, ge=0, le=1000)
-    image_size: int = Field(128, ge=32, le=1024)
-    min_slices: int = Field(6, ge=1, le=64)
-    max_slices: int = Field(10, ge=1, le=64)
-    fibrosis_free_fraction: float = Field(0.3, ge=0, le=1)
-    min_scar_pixels: int = Field(8, ge=1, le=10_000)
-    noise: float = Field(0.05, ge=0, le=1)
-    bias_field: float = Field(0.3, ge=0, lt=2)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-
-    @model_validator(mode="after")
-    def _slice_range(self) -> SyntheticConfig:
-        if self.min_slices > self.max_slices:
-            raise ValueError(f"min_slices ({self.min_slices}) exceeds max_slices ({self.max_slices})")
-        return self
 
 
 @dataclass

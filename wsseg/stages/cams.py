@@ -1,4 +1,4 @@
-"""Stages ``train-cam`` and ``cams``: weak-label classifiers and their class activation maps."""
+"""Stages ``train-cam`` and ``predict-cam``: weak-label classifiers and their class activation maps."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from wsseg.checkpoint import load_plugin, resume_path, save_plugin
+from wsseg.artefacts import load_model, read_roi_data, train_model, write_artefact
 from wsseg.config import Params
-from wsseg.data.cache import write_cache
+from wsseg.data.roi import RoiData
 from wsseg.errors import DataError
 from wsseg.interfaces import Level, WeakSet
-from wsseg.registry import get_plugin
 from wsseg.stages.cases import map_cases
-from wsseg.stages.myocardium import RoiData, read_roi_data
-from wsseg.training import Monitor, seed_everything
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 
 def weak_labels(roi: RoiData, level: Level) -> np.ndarray:
@@ -35,31 +32,25 @@ def _labelled(roi: RoiData, level: Level, split: str) -> np.ndarray:
 
 def train_cam(params: Params, ws: Workspace, level: Level, device: str) -> Path:
     """Train the CAM generator on the train split's weak labels at ``level``."""
-    seed_everything(params.seed)
     roi = read_roi_data(params, ws)
     train, val = _labelled(roi, level, "train"), _labelled(roi, level, "val")
     labels = weak_labels(roi, level)[train]
     if not (labels == 1).any() or not (labels == 0).any():
         raise DataError(f"the train split has no {'positive' if not (labels == 1).any() else 'negative'} {level} label to learn from")
-    generator = get_plugin("cam_generator", params.cam.plugin)(params.plugin_config("cam"), device=device, seed=params.seed)
-    monitor = Monitor(f"cam-{level}", ws.curves(f"cam-{level}"), resume=resume_path(ws.cam_model(level)), config=lineage(params, "cams", level))
-    generator.fit(weak_set(roi, train, level), level, val=weak_set(roi, val, level) if val.any() else None, monitor=monitor)
-    return save_plugin(
-        ws.cam_model(level), generator, kind="cam_generator", name=params.cam.plugin, config_hash=lineage(params, "cams", level), history=monitor.history
-    )
+
+    def fit(generator, monitor) -> None:
+        generator.fit(weak_set(roi, train, level), level, val=weak_set(roi, val, level) if val.any() else None, monitor=monitor)
+
+    return train_model(params, ws, "cam_model", level, device, fit)
 
 
-def load_cam_model(params: Params, ws: Workspace, level: Level, device: str):
-    return load_plugin(ws.cam_model(level), device=device, expected_config=lineage(params, "cams", level), rerun=f"wsseg train-cam --level {level}")
-
-
-def generate_cams(params: Params, ws: Workspace, level: Level, device: str) -> Path:
+def predict_cams(params: Params, ws: Workspace, level: Level, device: str) -> Path:
     """CAMs and classifier scores for every slice; each slice also gets its stack's score.
 
     Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
     """
     roi = read_roi_data(params, ws)
-    model = load_cam_model(params, ws, level, device)
+    model = load_model(params, ws, "cam_model", level, device)
 
     def generate_case(rows: np.ndarray) -> dict:
         output = model.generate(weak_set(roi, rows))
@@ -67,4 +58,4 @@ def generate_cams(params: Params, ws: Workspace, level: Level, device: str) -> P
         return {"cams": output.cams.astype(np.float32), "slice_score": output.slice_scores.astype(np.float32), "stack_score": stack_score}
 
     cams = map_cases(roi.dataset["case_id"], generate_case, f"CAMs ({level})")
-    return write_cache(ws.cams(level), cams, config=lineage(params, "cams", level), level=level)
+    return write_artefact(params, ws, "cams", level, cams, level=level)

@@ -10,17 +10,16 @@ from rich import box
 from rich.table import Table
 
 from wsseg import distributed
+from wsseg.artefacts import read_artefact
 from wsseg.config import Params
-from wsseg.data.cache import read_cache
 from wsseg.metrics import auroc, case_dice, summary
-from wsseg.stages.myocardium import read_dataset
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 
 def _classification(params: Params, ws: Workspace, data, rows: np.ndarray) -> dict:
     results = {}
     for level in params.cam.levels:
-        cams = read_cache(ws.cams(level), expected_config=lineage(params, "cams", level), rerun=f"wsseg cams --level {level}")
+        cams = read_artefact(params, ws, "cams", level)
         slices = rows & (data["slice_label"] >= 0)
         _, first = np.unique(data["case_id"], return_index=True)
         stacks = np.intersect1d(first, np.flatnonzero(rows & (data["stack_label"] >= 0)))
@@ -38,11 +37,11 @@ def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tupl
     cases = data["case_id"][index]
     truth_fib = [data["fibrosis_original"][i] for i in index]
     with_fibrosis = {c for c, mask in zip(cases, truth_fib) if mask.any()}
-    fibrosis, myocardium, per_case = {}, {}, {}
+    fibrosis: dict = {}
+    myocardium: dict = {}
+    per_case: dict = {}
     for supervision in params.segmentation.supervisions:
-        pred = read_cache(
-            ws.predictions(supervision), expected_config=lineage(params, "predictions", supervision), rerun=f"wsseg predict --supervision {supervision}"
-        )
+        pred = read_artefact(params, ws, "predictions", supervision)
         scores = case_dice([pred["fibrosis_masks"][i] for i in index], truth_fib, cases)
         flagged = {c for i, c in zip(index, cases) if pred["fibrosis_masks"][i].any()}
         free = set(cases) - with_fibrosis
@@ -75,7 +74,7 @@ def evaluate(params: Params, ws: Workspace) -> dict:
 
     The summary goes to ``metrics.json`` (a DVC metric), each case's Dice to ``metrics_per_case.json``.
     """
-    data = read_dataset(params, ws)
+    data = read_artefact(params, ws, "dataset")
     in_splits = np.isin(data["split"], params.evaluate.splits)
     fibrosis, myocardium, per_case = _segmentation(params, ws, data, in_splits & data["has_mask"])
     metrics = {

@@ -8,7 +8,7 @@ import numpy as np
 
 from wsseg import distributed
 from wsseg.config import Params
-from wsseg.data.cache import write_cache
+from wsseg.artefacts import write_artefact
 from wsseg.data.geometry import field_of_view, normalise_intensity, resize
 from wsseg.data.readers import (
     FIBROSIS_LABELS,
@@ -22,7 +22,7 @@ from wsseg.data.readers import (
 )
 from wsseg.data.synthetic import write_phantom_set
 from wsseg.progress import track
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 
 @distributed.on_main
@@ -95,7 +95,12 @@ def ingest(params: Params, ws: Workspace) -> Path:
     source = source_folder(params, ws)
     records = read_folder(source)
     size = params.data.image_size
-    images, myocardium, fibrosis, myo_original, fib_original, shapes = [], [], [], [], [], []
+    images: list[np.ndarray] = []
+    myocardium: list[np.ndarray] = []
+    fibrosis: list[np.ndarray] = []
+    myo_original: list[np.ndarray] = []
+    fib_original: list[np.ndarray] = []
+    shapes: list[tuple[int, ...]] = []
     for record in track(records, "ingest slices"):
         raw = load_image(record)
         label = load_label(record)
@@ -111,8 +116,11 @@ def ingest(params: Params, ws: Workspace) -> Path:
             masks.append(to_grid(full, params, nearest=True) if full.size else np.zeros((size, size), np.float32))
     slice_label, stack_label = _weak_labels(records, fib_original, source / "cases.csv")
     _check_training_labels(params, records, slice_label, stack_label)
-    return write_cache(
-        ws.dataset,
+    return write_artefact(
+        params,
+        ws,
+        "dataset",
+        None,
         {
             "images": np.stack(images),
             "myocardium_mask": np.stack(myocardium).astype(np.uint8),
@@ -128,6 +136,5 @@ def ingest(params: Params, ws: Workspace) -> Path:
             "stack_label": stack_label,
             "source": np.array([str(r.image) for r in records]),
         },
-        config=lineage(params, "dataset"),
         image_size=size,
     )

@@ -1,7 +1,6 @@
 """Stage ``predict``: trained models -> myocardium and fibrosis masks at each input's own size.
 
-``wsseg predict INPUT_DIR --out OUT_DIR`` is a contract scored by outside tools (DESIGN.md
-section 5): for every ``<case>_slice<NNN>.png`` it writes ``<stem>_myocardium.png`` and
+``wsseg predict INPUT_DIR --out OUT_DIR`` is a contract that outside tools score: for every ``<case>_slice<NNN>.png`` it writes ``<stem>_myocardium.png`` and
 ``<stem>_fibrosis.png`` (0 = no, 255 = yes) and one ``predictions.csv``. A folder of volumes
 (NIfTI/MHA/NRRD, one per case) gives ``<case>_myocardium.nii.gz`` / ``<case>_fibrosis.nii.gz``
 with the input's geometry instead.
@@ -17,23 +16,22 @@ import numpy as np
 from PIL import Image
 
 from wsseg import distributed
+from wsseg.artefacts import build_plugin, load_model, read_artefact, write_artefact
 from wsseg.atomic import staged_folder
+from wsseg.augment import segment
 from wsseg.config import Params, Supervision
-from wsseg.data.cache import write_cache
 from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import SliceRecord, list_slice_images, list_volumes, load_image, read_folder
 from wsseg.data.trust import safe_name
 from wsseg.data.volumes import read_volume, volume_case
 from wsseg.errors import ConfigError, DataError, excerpt
 from wsseg.interfaces import CAMOutput, WeakSet
-from wsseg.registry import get_plugin
-from wsseg.stages.cams import load_cam_model
+from wsseg.data.roi import case_boxes, roi_images
 from wsseg.stages.cases import map_cases
-from wsseg.stages.fibrosis import fibrosis_inputs, load_fibrosis_model
+from wsseg.stages.fibrosis import fibrosis_inputs
 from wsseg.stages.ingest import prepare_image
-from wsseg.stages.myocardium import case_boxes, load_myocardium_model, read_dataset, roi_images, segment
 from wsseg.progress import track
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 CSV_COLUMNS = ["image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"]
 
@@ -55,36 +53,33 @@ class Predictor:
 
     The slice-level score is the slice classifier's probability when ``cam.levels`` holds
     ``slice``, else the highest fibrosis probability in the slice. With
-    ``segmentation.slice_level_labeller``, slice-level fibrosis is the pseudo-labeller's mask of the
-    classifier's CAM on the slices it scores above 0.5, and empty on the others.
+    ``segmentation.additions.slice_level_labeler``, slice-level fibrosis is the pseudo-labeler's mask
+    of the classifier's CAM on the slices it scores above 0.5, and empty on the others.
     """
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
         self.params, self.supervision = params, supervision
-        self.myocardium = load_myocardium_model(params, ws, device)
-        self.classifier = load_cam_model(params, ws, "slice", device) if "slice" in params.cam.levels else None
-        if params.predicts_with_labeller(supervision):
-            self.labeller = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
-            self.fibrosis = None
-        else:
-            self.labeller = None
-            self.fibrosis = load_fibrosis_model(params, ws, supervision, device)
+        self.myocardium = load_model(params, ws, "myocardium_model", None, device)
+        self.classifier = load_model(params, ws, "cam_model", "slice", device) if "slice" in params.cam.levels else None
+        self.labeler = build_plugin(params, "pseudo_label") if params.predicts_with_labeler(supervision) else None
+        self.fibrosis = None if self.labeler is not None else load_model(params, ws, "fibrosis_model", supervision, device)
 
     def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
         """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
         params, size = self.params, self.params.data.roi_size
-        myo = segment(self.myocardium, images[:, None], params.myocardium.flips)
+        myo = segment(self.myocardium, images[:, None], params.myocardium.additions.flips)
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
         classified = None
         if self.classifier is not None:
             stacks = np.unique(case_ids, return_inverse=True)[1]
             classified = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks))
-        if self.labeller is not None:
-            fibrosis = self._label(classified, image_roi, myo_roi)
+        if self.fibrosis is not None:
+            fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.additions.flips)
         else:
-            fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.flips)
-        if params.segmentation.restrict_to_myocardium:
+            assert classified is not None, "the labeler needs the slice classifier (params validation ensures it)"
+            fibrosis = self._label(classified, image_roi, myo_roi)
+        if params.segmentation.additions.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
@@ -98,9 +93,11 @@ class Predictor:
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
 
     def _label(self, classified: CAMOutput, images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
-        """The pseudo-labeller's masks of the classifier's CAMs, on the slices it scores above 0.5."""
+        """The pseudo-labeler's masks of the classifier's CAMs, on the slices it scores above 0.5."""
+        labeler = self.labeler
+        assert labeler is not None
         slices = zip(classified.cams, images, myocardium, classified.slice_scores)
-        return np.stack([self.labeller.label(cam, image, myo, bool(score > 0.5)) for cam, image, myo, score in slices]).astype(np.float32)
+        return np.stack([labeler.label(cam, image, myo, bool(score > 0.5)) for cam, image, myo, score in slices]).astype(np.float32)
 
 
 def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
@@ -108,7 +105,7 @@ def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, dev
 
     Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
     """
-    data = read_dataset(params, ws)
+    data = read_artefact(params, ws, "dataset")
     predictor = Predictor(params, ws, supervision, device)
 
     def predict_case(rows: np.ndarray) -> dict:
@@ -122,7 +119,7 @@ def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, dev
         }
 
     predictions = map_cases(data["case_id"], predict_case, f"predict ({supervision})")
-    return write_cache(ws.predictions(supervision), predictions, config=lineage(params, "predictions", supervision), supervision=supervision)
+    return write_artefact(params, ws, "predictions", supervision, predictions, supervision=supervision)
 
 
 @dataclass

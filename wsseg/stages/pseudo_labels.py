@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.artefacts import build_plugin, read_artefact, read_roi_data, write_artefact
 from wsseg.config import Params
-from wsseg.data.cache import read_cache, write_cache
 from wsseg.interfaces import Level
-from wsseg.registry import get_plugin
 from wsseg.stages.cams import weak_labels
 from wsseg.stages.cases import map_cases
-from wsseg.stages.myocardium import read_roi_data
-from wsseg.workspace import Workspace, lineage
+from wsseg.workspace import Workspace
 
 
 def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
@@ -23,8 +21,8 @@ def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
     (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
     """
     roi = read_roi_data(params, ws)
-    cams = read_cache(ws.cams(level), expected_config=lineage(params, "cams", level), rerun=f"wsseg cams --level {level}")
-    labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
+    cams = read_artefact(params, ws, "cams", level)
+    labeler = build_plugin(params, "pseudo_label")
     labels = weak_labels(roi, level)
     index = np.flatnonzero((roi.dataset["split"] == "train") & (labels >= 0))
 
@@ -33,6 +31,4 @@ def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
         return {"masks": np.stack(masks).astype(np.uint8)}
 
     masks = map_cases(roi.dataset["case_id"][index], label_case, f"pseudo-label ({level})")["masks"]
-    return write_cache(
-        ws.pseudo_labels(level), {"masks": masks, "index": index}, config=lineage(params, "pseudo_labels", level), level=level, plugin=params.pseudo_label.plugin
-    )
+    return write_artefact(params, ws, "pseudo_labels", level, {"masks": masks, "index": index}, level=level, plugin=params.pseudo_label.plugin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,19 +14,20 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wsseg import distributed  # noqa: E402
+from wsseg.artefacts import read_artefact  # noqa: E402
 from wsseg.checkpoint import read_checkpoint  # noqa: E402
 from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
 from wsseg.stages.evaluate import format_figure  # noqa: E402
-from wsseg.stages.myocardium import read_dataset, roi_images  # noqa: E402
+from wsseg.data.roi import roi_images  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
 
 
 FIBROSIS_COLOUR = ListedColormap(["orangered"])
 
 
-def example_slices(data, splits: list[str], count: int) -> list[int]:
+def example_slices(data, splits: Sequence[str], count: int) -> list[int]:
     """The slice with most fibrosis of each of the first ``count`` labelled held-out cases with fibrosis."""
     rows = np.flatnonzero(np.isin(data["split"], splits) & data["has_mask"])
     chosen = []
@@ -142,7 +144,7 @@ def report(params: Params, ws: Workspace) -> Path:
     """Write ``report/report.md`` with the metrics tables and the overlay, CAM and curve figures."""
     metrics = json.loads(ws.metrics.read_text())
     ws.report.mkdir(parents=True, exist_ok=True)
-    data = read_dataset(params, ws)
+    data = read_artefact(params, ws, "dataset")
     rows = example_slices(data, params.evaluate.splits, 4)
     figures = {
         "Segmentations": overlay_figure(params, ws, data, rows, ws.report / "overlays.png"),

@@ -9,7 +9,6 @@ import torch
 from pydantic import Field
 from wsseg.interfaces import CAMOutput, PluginConfig, WeakSet
 from wsseg_drn_attention import DRNAttentionCAM, DRNAttentionConfig
-from wsseg_drn_attention.model import MYOCARDIUM_CHANNEL
 from wsseg_drn_attention.pooling import restricted_average
 
 from wsseg_gradcampp.gradcampp import grad_cam_plus_plus
@@ -37,16 +36,16 @@ class GradCAMPlusPlus(DRNAttentionCAM):
 
     def saliency(self, data: WeakSet) -> np.ndarray:
         """Grad-CAM++ maps ``(N, H/4, W/4)`` float32 of each slice's logit."""
-        x = self._inputs(data)
+        x = self.network_inputs(data)
         model = self.model.eval()
         maps = [np.zeros((0, x.shape[2] // 4, x.shape[3] // 4), np.float32)]
         for start in range(0, len(x), self.config.batch_size):
             xb = x[start : start + self.config.batch_size].to(self.device)
             with torch.no_grad():
-                features = model.attention(model.backbone(xb))
+                features = model.features(xb)
             features.requires_grad_(True)
             cam = model.head(features)
-            mask = model.pool.mask(xb[:, MYOCARDIUM_CHANNEL : MYOCARDIUM_CHANNEL + 1], tuple(cam.shape[-2:])).to(cam.dtype)
+            mask = model.pooling_mask(xb, tuple(cam.shape[-2:])).to(cam.dtype)
             logits = restricted_average(cam, mask, self.config.pool_divisor)
             (grads,) = torch.autograd.grad(logits.sum(), features)  # slices are independent in eval mode
             saliency = grad_cam_plus_plus(features.detach(), grads)

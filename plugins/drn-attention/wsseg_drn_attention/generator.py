@@ -78,6 +78,8 @@ class DRNAttentionCAM(CAMGenerator):
     the restricted CAM at 1/4 of the input resolution.
     """
 
+    api_version = 1
+
     Config: ClassVar[type[PluginConfig]] = DRNAttentionConfig
     levels: ClassVar[tuple[Level, ...]] = ("slice", "stack")
     config: DRNAttentionConfig
@@ -95,7 +97,7 @@ class DRNAttentionCAM(CAMGenerator):
         return model.to(self.device).eval()
 
     @staticmethod
-    def _inputs(data: WeakSet) -> torch.Tensor:
+    def network_inputs(data: WeakSet) -> torch.Tensor:
         """``(N, 2, H, W)`` float32 CPU tensor of image and myocardium."""
         h, w = data.images.shape[1:]
         if h % 4 or w % 4:
@@ -126,7 +128,7 @@ class DRNAttentionCAM(CAMGenerator):
 
     def _predict(self, data: WeakSet, level: Level) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` (float64) and stack scores ``(S,)`` (CPU)."""
-        x = self._inputs(data)
+        x = self.network_inputs(data)
         n, _, h, w = x.shape
         model = self.model.eval()
         restricted, masks = [], []
@@ -156,9 +158,9 @@ class DRNAttentionCAM(CAMGenerator):
         if level not in self.levels:
             raise ValueError(f"level must be one of {self.levels}, got {level!r}")
         labels = self._labels(train)
-        x = self._inputs(train)
+        x = self.network_inputs(train)
         if val is not None:
-            self._inputs(val)  # fail early on a bad validation grid
+            self.network_inputs(val)  # fail early on a bad validation grid
             val_labels = self._labels(val)
         cfg, device = self.config, self.device
         square = x.shape[-1] == x.shape[-2]

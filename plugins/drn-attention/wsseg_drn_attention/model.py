@@ -52,17 +52,24 @@ class CAMNet(nn.Module):
         self.head = nn.Conv2d(c, 1, 1)
         self.pool = MyocardiumRestrictedPool(myo_threshold, myo_dilation, pool_divisor)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """CAM ``(N, 1, H/4, W/4)`` of ``x`` ``(N, C, H, W)``; H and W must be divisible by 4."""
+    def features(self, x: Tensor) -> Tensor:
+        """The attention block's output ``(N, C', H/4, W/4)``, which the 1x1 head turns into the CAM."""
         if x.dim() != 4 or x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(f"CAMNet wants (N, C, H, W) with H and W divisible by 4, got {tuple(x.shape)}")
-        return self.head(self.attention(self.backbone(x)))
+        return self.attention(self.backbone(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """CAM ``(N, 1, H/4, W/4)`` of ``x`` ``(N, C, H, W)``; H and W must be divisible by 4."""
+        return self.head(self.features(x))
+
+    def pooling_mask(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """The myocardium pooling mask (float 0/1) of input ``x`` on a ``size`` grid: ``(N, 1, *size)``."""
+        return self.pool.mask(x[:, MYOCARDIUM_CHANNEL : MYOCARDIUM_CHANNEL + 1], size)
 
     def cam_and_mask(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The raw CAM and the pooling mask (float 0/1), both ``(N, 1, H/4, W/4)``."""
         cam = self(x)
-        mask = self.pool.mask(x[:, MYOCARDIUM_CHANNEL : MYOCARDIUM_CHANNEL + 1], tuple(cam.shape[-2:]))
-        return cam, mask.to(cam.dtype)
+        return cam, self.pooling_mask(x, tuple(cam.shape[-2:])).to(cam.dtype)
 
     def restricted_cam(self, x: Tensor) -> Tensor:
         """The CAM with every pixel outside the pooling mask set to 0: ``(N, 1, H/4, W/4)``."""

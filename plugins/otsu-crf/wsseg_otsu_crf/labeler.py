@@ -1,4 +1,4 @@
-"""The ``otsu-crf`` pseudo-labeler: METHOD.md step 3 as a :class:`~wsseg.interfaces.PseudoLabeler`."""
+"""The ``otsu-crf`` pseudo-labeler: step 3 of the method (wsseg's docs/method.md) as a :class:`~wsseg.interfaces.PseudoLabeler`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class OtsuCRFLabeler(PseudoLabeler):
     into the bright blood pool next to the wall. ``myocardium_threshold`` restricts it again on the
     image grid before Otsu and the CRF (off by default, as in the paper).
     """
+
+    api_version = 1
 
     Config: ClassVar[type[OtsuCRFConfig]] = OtsuCRFConfig
     config: OtsuCRFConfig

@@ -36,6 +36,8 @@ class UNetConfig(PluginConfig):
 class UNetSegmenter(Segmenter):
     """2D U-Net segmenter (Dice loss, Adam), used for myocardium and fibrosis."""
 
+    api_version = 1
+
     Config = UNetConfig
     config: UNetConfig
 

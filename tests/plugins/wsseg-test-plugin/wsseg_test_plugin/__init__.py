@@ -15,6 +15,8 @@ class CAMThresholdConfig(PluginConfig):
 class CAMThresholdLabeler(PseudoLabeler):
     """Pseudo-label = bilinear-resized CAM above a fraction of its maximum."""
 
+    api_version = 1
+
     Config = CAMThresholdConfig
 
     def label(self, cam, image, myocardium, weak_label):
