@@ -30,7 +30,9 @@ from wsseg.workspace import Workspace
 def stages(params, ws: Workspace, device: str) -> list[tuple[str, Callable[[], object]]]:
     """Every step of ``wsseg run-all`` for ``params`` up to ``evaluate``, as (name, thunk)."""
     steps = [(stage, key) for stage, key in planned_steps(params) if stage.command != "report"]
-    return [(stage.command + stage.option(key), partial(run_stage, stage, params, ws, key, device)) for stage, key in steps]
+    return [
+        (stage.command + stage.option(key), partial(run_stage, stage, params, ws, key, device)) for stage, key in steps
+    ]
 
 
 def main() -> None:
@@ -59,7 +61,9 @@ def main() -> None:
             result = step()
             seconds[device, name] = time.perf_counter() - began
         metrics[device] = result
-    print(f"{'stage':<20}" + "".join(f"{d + ' s':>10}" for d in devices) + (f"{'ratio':>8}" if len(devices) == 2 else ""))
+    print(
+        f"{'stage':<20}" + "".join(f"{d + ' s':>10}" for d in devices) + (f"{'ratio':>8}" if len(devices) == 2 else "")
+    )
     for name, _ in stages(params, Workspace(), "cpu"):
         times = [seconds[d, name] for d in devices]
         ratio = f"{times[1] / times[0]:8.2f}" if len(times) == 2 else ""

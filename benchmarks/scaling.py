@@ -27,10 +27,10 @@ import torch
 def worker(args: argparse.Namespace) -> None:
     """One torchrun process: train for ``args.epochs`` epochs; rank 0 prints a JSON line."""
     from wsseg import distributed
+    from wsseg.artefacts import read_artefact
     from wsseg.config import load_params
     from wsseg.data.geometry import crop
     from wsseg.registry import get_plugin
-    from wsseg.artefacts import read_artefact
     from wsseg.training import Monitor, resolve_device, seed_everything
     from wsseg.workspace import Workspace
 
@@ -52,7 +52,12 @@ def worker(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     if distributed.is_main():
         slices = args.epochs * len(images)
-        figures = {"processes": distributed.world_size(), "device": device.split(":")[0], "slices": len(images), "seconds": seconds}
+        figures = {
+            "processes": distributed.world_size(),
+            "device": device.split(":")[0],
+            "slices": len(images),
+            "seconds": seconds,
+        }
         print(json.dumps(figures | {"slices_per_s": slices / seconds}))
 
 
@@ -75,18 +80,30 @@ def prepare(workdir: Path) -> None:
 def run(processes: int, args: argparse.Namespace) -> dict:
     cores = os.cpu_count() or 1
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // processes))}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", __file__, "--worker"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        __file__,
+        "--worker",
+    ]
     command += ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--workdir", str(args.workdir)]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"{processes} process(es) failed:\n{result.stderr[-3000:]}")
-    return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]) | {"threads": env["OMP_NUM_THREADS"]}
+    return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]) | {
+        "threads": env["OMP_NUM_THREADS"]
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16, help="global batch (every process count trains on the same batches)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="global batch (every process count trains on the same batches)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("data/scaling"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,7 +118,9 @@ def main() -> None:
     for r in results:
         print(f"{r['processes']:>9} {r['device']:>6} {r['threads']:>7} {r['seconds']:>8.1f} {r['slices_per_s']:>9.1f}")
     if len(results) == 2:
-        print(f"throughput ratio, 2 processes / 1 process: {results[1]['slices_per_s'] / results[0]['slices_per_s']:.2f}")
+        print(
+            f"throughput ratio, 2 processes / 1 process: {results[1]['slices_per_s'] / results[0]['slices_per_s']:.2f}"
+        )
     else:
         print("one GPU only: no 2-process figure")
 

@@ -13,7 +13,15 @@ OVERRIDES = {
     "seed": 0,
     "device": "cpu",
     "data": {
-        "synthetic": {"n_train_pixel": 3, "n_train_weak": 6, "n_val": 2, "n_test": 2, "min_slices": 4, "max_slices": 5, "image_size": 64},
+        "synthetic": {
+            "n_train_pixel": 3,
+            "n_train_weak": 6,
+            "n_val": 2,
+            "n_test": 2,
+            "min_slices": 4,
+            "max_slices": 5,
+            "image_size": 64,
+        },
         "image_size": 64,
         "roi_size": 32,
     },

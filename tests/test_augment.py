@@ -34,7 +34,9 @@ def test_flip_averaging_keeps_a_flip_equivariant_prediction_and_symmetrises_any_
     np.testing.assert_allclose(flip_averaged(lambda x: x[:, 0] * 2, inputs), inputs[:, 0] * 2, rtol=1e-6)
     ramp = np.arange(48, dtype=np.float32).reshape(8, 6)  # ignores the input: not equivariant
     averaged = flip_averaged(lambda x: np.broadcast_to(ramp, (len(x), 8, 6)), inputs)
-    np.testing.assert_allclose(averaged, np.broadcast_to(ramp.mean(), averaged.shape), rtol=1e-6)  # its four flips average out the ramp
+    np.testing.assert_allclose(
+        averaged, np.broadcast_to(ramp.mean(), averaged.shape), rtol=1e-6
+    )  # its four flips average out the ramp
 
 
 def test_random_gamma_changes_only_the_image_channel_keeping_range_and_order():

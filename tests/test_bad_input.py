@@ -15,18 +15,26 @@ from wsseg.cli import app
 from wsseg.config import load_params
 from wsseg.data.cache import read_cache, write_cache
 from wsseg.data.readers import load_image, load_label, read_folder
-from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
 from wsseg.data.roi import case_boxes
+from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
 from wsseg.pipeline import lineage
 
 runner = CliRunner()
-TINY = SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_slices=3, max_slices=3, image_size=32, fibrosis_free_fraction=0.5)
+TINY = SyntheticConfig(
+    n_train_pixel=2,
+    n_train_weak=2,
+    n_val=1,
+    n_test=1,
+    min_slices=3,
+    max_slices=3,
+    image_size=32,
+    fibrosis_free_fraction=0.5,
+)
 
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY)
-
 
 
 def set_where(rows, test, **values):
@@ -80,7 +88,10 @@ def short_label_volume(folder):
 
 def move_train_cases(folder, stack):
     """Send the train cases with ``stack_fibrosis == stack`` to val (keeping one pixel-labelled train case)."""
-    rewrite_csv(folder / "cases.csv", lambda rows: set_where(rows, lambda r: r["split"] == "train" and r["stack_fibrosis"] == stack, split="val"))
+    rewrite_csv(
+        folder / "cases.csv",
+        lambda rows: set_where(rows, lambda r: r["split"] == "train" and r["stack_fibrosis"] == stack, split="val"),
+    )
 
 
 def positive_stack_row(folder):
@@ -95,7 +106,10 @@ def negative_stack_with_fibrosis_in_its_label_images(folder):
 
 def slice_label_contradicting_its_label_image(folder):
     record = first(folder, lambda r: r.pixel_labels and r.slice_fibrosis == 1)
-    rewrite_csv(folder / "slices.csv", lambda rows: set_where(rows, lambda r: r["image"].endswith(record.image.name), slice_fibrosis="0"))
+    rewrite_csv(
+        folder / "slices.csv",
+        lambda rows: set_where(rows, lambda r: r["image"].endswith(record.image.name), slice_fibrosis="0"),
+    )
 
 
 FIRST_ROW = lambda r: r["case_id"] == "case001" and r["slice_index"] == "0"  # noqa: E731
@@ -103,27 +117,62 @@ FIRST_ROW = lambda r: r["case_id"] == "case001" and r["slice_index"] == "0"  # n
 BAD_DATA = {
     "truncated PNG": (lambda f: truncate(f / "images" / "case001_slice001.png"), "cannot read image"),
     "not an image": (lambda f: (f / "images" / "case001_slice001.png").write_bytes(b"GIF89a?"), "cannot read image"),
-    "3-channel PNG": (lambda f: Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(f / "images" / "case001_slice001.png"), "expected a grey image, got mode RGB"),
+    "3-channel PNG": (
+        lambda f: Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(f / "images" / "case001_slice001.png"),
+        "expected a grey image, got mode RGB",
+    ),
     "truncated NIfTI": (lambda f: truncate(as_volumes(f) / "images" / "case002.nii.gz"), "cannot read volume"),
     "4D NIfTI": (four_d_volume, "expected a 3D grey volume"),
     "NaN pixels (MHA)": (lambda f: non_finite_volume(f, ".mha", np.nan), "contains NaN or infinite values"),
     "NaN pixels (NIfTI)": (lambda f: non_finite_volume(f, ".nii.gz", np.nan), "contains NaN or infinite values"),
     "inf pixels (NIfTI)": (lambda f: non_finite_volume(f, ".nii", np.inf), "contains NaN or infinite values"),
     "empty folder": (lambda f: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in f.iterdir()], "is empty"),
-    "CSV names a missing file": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, image="images/gone.png")), "does not exist"),
-    "CSV names an unknown case": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, case_id="case999")), "is not in cases.csv"),
+    "CSV names a missing file": (
+        lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, image="images/gone.png")),
+        "does not exist",
+    ),
+    "CSV names an unknown case": (
+        lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, case_id="case999")),
+        "is not in cases.csv",
+    ),
     "duplicate slice index": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: rows + rows[:1]), "listed twice"),
-    "slice label not 0/1": (lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, slice_fibrosis="yes")), "expected 0 or 1, got 'yes'"),
-    "stack label not 0/1": (lambda f: rewrite_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: True, stack_fibrosis="2")), "expected 0 or 1, got '2'"),
-    "CSV not UTF-8": (lambda f: (f / "slices.csv").write_bytes((f / "slices.csv").read_bytes() + "caf\u00e9,0,x,,0\n".encode("latin-1")), "not UTF-8"),
+    "slice label not 0/1": (
+        lambda f: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, FIRST_ROW, slice_fibrosis="yes")),
+        "expected 0 or 1, got 'yes'",
+    ),
+    "stack label not 0/1": (
+        lambda f: rewrite_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: True, stack_fibrosis="2")),
+        "expected 0 or 1, got '2'",
+    ),
+    "CSV not UTF-8": (
+        lambda f: (f / "slices.csv").write_bytes(
+            (f / "slices.csv").read_bytes() + "caf\u00e9,0,x,,0\n".encode("latin-1")
+        ),
+        "not UTF-8",
+    ),
     "stack 0 with a positive slice": (
-        lambda f: rewrite_csv(f / "cases.csv", lambda rows: set_where(rows, lambda r: r["case_id"] == positive_stack_row(f), stack_fibrosis="0")),
+        lambda f: rewrite_csv(
+            f / "cases.csv",
+            lambda rows: set_where(rows, lambda r: r["case_id"] == positive_stack_row(f), stack_fibrosis="0"),
+        ),
         "has stack_fibrosis 0 but a slice with fibrosis",
     ),
-    "stack 0 with fibrosis in its label images": (negative_stack_with_fibrosis_in_its_label_images, "has stack_fibrosis 0 but a slice with fibrosis"),
-    "slice label contradicting its label image": (slice_label_contradicting_its_label_image, "shows fibrosis but slices.csv gives slice_fibrosis 0"),
-    "label values outside 0-4": (lambda f: Image.fromarray(np.full((32, 32), 7, np.uint8)).save(first(f, lambda r: r.pixel_labels).label), "label values must be in"),
-    "label image of another size": (lambda f: Image.fromarray(np.zeros((30, 32), np.uint8)).save(first(f, lambda r: r.pixel_labels).label), "differs from its image"),
+    "stack 0 with fibrosis in its label images": (
+        negative_stack_with_fibrosis_in_its_label_images,
+        "has stack_fibrosis 0 but a slice with fibrosis",
+    ),
+    "slice label contradicting its label image": (
+        slice_label_contradicting_its_label_image,
+        "shows fibrosis but slices.csv gives slice_fibrosis 0",
+    ),
+    "label values outside 0-4": (
+        lambda f: Image.fromarray(np.full((32, 32), 7, np.uint8)).save(first(f, lambda r: r.pixel_labels).label),
+        "label values must be in",
+    ),
+    "label image of another size": (
+        lambda f: Image.fromarray(np.zeros((30, 32), np.uint8)).save(first(f, lambda r: r.pixel_labels).label),
+        "differs from its image",
+    ),
     "label volume of another depth": (short_label_volume, "differs from its image"),
     "no positive train case": (lambda f: move_train_cases(f, "1"), "the train split has no positive"),
     "no negative train case": (lambda f: move_train_cases(f, "0"), "the train split has no negative"),
@@ -132,7 +181,9 @@ BAD_DATA = {
 
 def ingest(folder, tmp_path, params=None):
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params or {"device": "cpu", "data": {"source": str(folder), "image_size": 32, "roi_size": 16}}))
+    params_file.write_text(
+        yaml.safe_dump(params or {"device": "cpu", "data": {"source": str(folder), "image_size": 32, "roi_size": 16}})
+    )
     return runner.invoke(app, ["ingest", "-p", str(params_file), "-w", str(tmp_path / "data")])
 
 
@@ -192,12 +243,16 @@ def test_a_failed_predict_leaves_no_output(pipeline_run, tmp_path):
     for png in sorted((workdir / "synthetic" / "images").glob("*.png"))[:3]:
         shutil.copy(png, inputs / png.name)
     truncate(inputs / sorted(p.name for p in inputs.iterdir())[-1])
-    result = runner.invoke(app, ["predict", str(inputs), "--out", str(tmp_path / "out"), "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(
+        app, ["predict", str(inputs), "--out", str(tmp_path / "out"), "-p", str(params), "-w", str(workdir)]
+    )
     assert_one_line_error(result, "cannot read image")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = runner.invoke(app, ["predict", str(empty), "--out", str(tmp_path / "out"), "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(
+        app, ["predict", str(empty), "--out", str(tmp_path / "out"), "-p", str(params), "-w", str(workdir)]
+    )
     assert_one_line_error(result, "holds no <case>_slice<NNN>.png files")
     assert not (tmp_path / "out").exists()
 
@@ -218,7 +273,9 @@ def test_a_case_without_predicted_myocardium_gets_a_centred_roi_and_a_warning(pi
     with warnings.catch_warnings():  # the tiny run's myocardium model misses other cases too
         warnings.simplefilter("ignore")
         boxes = case_boxes(probability, data["case_id"], p)
-    write_cache(copy / "cache" / "myocardium.h5", {"probability": probability, "boxes": boxes}, config=lineage(p, "myocardium"))
+    write_cache(
+        copy / "cache" / "myocardium.h5", {"probability": probability, "boxes": boxes}, config=lineage(p, "myocardium")
+    )
     for step in (["predict-cam", "--level", "slice"], ["pseudo-label", "--level", "slice"]):
         result = runner.invoke(app, [*step, "-p", str(params), "-w", str(copy)])
         assert result.exit_code == 0, result.output

@@ -13,7 +13,11 @@ from wsseg.hashing import config_hash
 
 def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):
     ragged = [np.ones((2, 3), np.uint8), np.zeros((0, 0), np.uint8), np.arange(4, dtype=np.uint8).reshape(2, 2)]
-    arrays = {"images": np.random.rand(3, 8, 8).astype(np.float32), "case_id": np.array(["a", "b", "c"]), "ragged": ragged}
+    arrays = {
+        "images": np.random.rand(3, 8, 8).astype(np.float32),
+        "case_id": np.array(["a", "b", "c"]),
+        "ragged": ragged,
+    }
     write_cache(tmp_path / "c.h5", arrays, config="abc", level="slice")
     loaded = read_cache(tmp_path / "c.h5", expected_config="abc")
     np.testing.assert_array_equal(loaded["images"], arrays["images"])

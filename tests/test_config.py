@@ -8,7 +8,11 @@ from wsseg.pipeline import lineage
 
 def test_defaults_are_valid_and_name_the_builtin_plugins():
     params = validate_params({})
-    assert (params.myocardium.plugin, params.cam.plugin, params.pseudo_label.plugin) == ("unet", "drn-attention", "otsu-crf")
+    assert (params.myocardium.plugin, params.cam.plugin, params.pseudo_label.plugin) == (
+        "unet",
+        "drn-attention",
+        "otsu-crf",
+    )
 
 
 def test_params_yaml_of_the_repository_is_valid():
@@ -24,12 +28,21 @@ def test_params_yaml_of_the_repository_is_valid():
         ({"typo_section": 1}, "typo_section: Extra inputs are not permitted"),
         ({"cam": {"levels": ["slice"]}}, "'stack' needs cam.levels to include it"),
         (
-            {"cam": {"levels": ["stack"]}, "segmentation": {"supervisions": ["stack"], "additions": {"slice_level_labeler": True}}},
+            {
+                "cam": {"levels": ["stack"]},
+                "segmentation": {"supervisions": ["stack"], "additions": {"slice_level_labeler": True}},
+            },
             "slice_level_labeler needs cam.levels to include 'slice'",
         ),
-        ({"cam": {"plugin": "no-such-cam"}}, "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention"),
+        (
+            {"cam": {"plugin": "no-such-cam"}},
+            "cam.plugin: no cam generator plugin named 'no-such-cam' (available: drn-attention",
+        ),
         ({"myocardium": {"config": {"epochs": "many"}}}, "myocardium.config.epochs: Input should be a valid integer"),
-        ({"segmentation": {"config": {"unknown_key": 1}}}, "segmentation.config.unknown_key: Extra inputs are not permitted"),
+        (
+            {"segmentation": {"config": {"unknown_key": 1}}},
+            "segmentation.config.unknown_key: Extra inputs are not permitted",
+        ),
     ],
 )
 def test_each_error_is_one_line_naming_the_key(raw, message):
@@ -71,14 +84,20 @@ def test_segmentation_overrides_change_one_supervision_level_only():
 
 
 def test_the_slice_level_labeler_changes_the_lineage_of_slice_level_predictions_only():
-    base, labeller = validate_params({}), validate_params({"segmentation": {"additions": {"slice_level_labeler": True}}})
+    base, labeller = (
+        validate_params({}),
+        validate_params({"segmentation": {"additions": {"slice_level_labeler": True}}}),
+    )
     assert lineage(labeller, "predictions", "slice") != lineage(base, "predictions", "slice")
     for supervision in ("pixel", "stack"):
         assert lineage(labeller, "predictions", supervision) == lineage(base, "predictions", supervision)
 
 
 def test_a_profile_lists_only_what_differs_from_the_file_it_extends(tmp_path):
-    (tmp_path / "base.yaml").write_text("seed: 3\nmyocardium: {config: {epochs: 7, depth: 3}}\ncam: {levels: [slice]}\nsegmentation: {supervisions: [pixel, slice]}\n")
+    (tmp_path / "base.yaml").write_text(
+        "seed: 3\nmyocardium: {config: {epochs: 7, depth: 3}}\n"
+        "cam: {levels: [slice]}\nsegmentation: {supervisions: [pixel, slice]}\n"
+    )
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "p.yaml").write_text("extends: ../base.yaml\nmyocardium: {config: {depth: 5}}\n")
     params = load_params(tmp_path / "profiles" / "p.yaml")

@@ -31,7 +31,9 @@ def torchrun(nproc: int, *args: str, cwd: Path | None = None) -> subprocess.Comp
 
 
 def wsseg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "wsseg", *args], env=ONE_THREAD, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "wsseg", *args], env=ONE_THREAD, capture_output=True, text=True, timeout=600
+    )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -73,7 +75,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
 
 
 def copy_run(pipeline_run, folder: Path, overrides: dict, models: bool = False) -> tuple[Path, dict]:
-    """The tiny run's caches (and models) in ``folder``, with its params plus ``overrides`` in ``folder/params.yaml``."""
+    """The tiny run's caches (and models) in ``folder``, its params plus ``overrides`` in ``folder/params.yaml``."""
     params_path, workdir, _ = pipeline_run
     params = merge(yaml.safe_load(params_path.read_text()), overrides)
     folder.mkdir(parents=True)
@@ -118,8 +120,17 @@ def test_run_all_honours_the_params_switch_through_every_stage(pipeline_run, tmp
     config, ws = write_params(tmp_path, params), tmp_path / "data"  # a run from scratch: no caches copied
     result = wsseg("run-all", "-p", str(config), "-w", str(ws))
     assert "running on torchrun: 2 process(es) per node x 1 node(s)" in result.stdout
-    assert result.stdout.count("run-all summary") == 1 and (ws / "metrics.json").exists() and (ws / "timings.json").exists()
-    epochs = {"myocardium": params["myocardium"], "cam-slice": params["cam"], "cam-stack": params["cam"], "fibrosis-stack": params["segmentation"]}
+    assert (
+        result.stdout.count("run-all summary") == 1
+        and (ws / "metrics.json").exists()
+        and (ws / "timings.json").exists()
+    )
+    epochs = {
+        "myocardium": params["myocardium"],
+        "cam-slice": params["cam"],
+        "cam-stack": params["cam"],
+        "fibrosis-stack": params["segmentation"],
+    }
     for curve, section in epochs.items():  # every training ran, and one process wrote its curve
         losses = (ws / "curves" / curve / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
         assert len(losses) == 1 + section["config"]["epochs"], curve
@@ -133,13 +144,19 @@ def _free_port() -> int:
 
 def test_two_nodes_meeting_at_an_endpoint_train_like_two_processes_on_one(pipeline_run, tmp_path):
     """`nnodes: 2` with `rdzv_endpoint`: the multi-node path, both "machines" on localhost."""
-    layouts = {"one-node": {"nproc_per_node": 2}, "two-nodes": {"nnodes": 2, "rdzv_endpoint": f"localhost:{_free_port()}"}}
+    layouts = {
+        "one-node": {"nproc_per_node": 2},
+        "two-nodes": {"nnodes": 2, "rdzv_endpoint": f"localhost:{_free_port()}"},
+    }
     weights = {}
     for name, layout in layouts.items():
         ws = tmp_path / name
         config, _ = copy_run(pipeline_run, ws, {"distributed": layout})
         command = [sys.executable, "-m", "wsseg", "train-myo", "-p", str(config), "-w", str(ws)]
-        nodes = [subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(layout.get("nnodes", 1))]
+        nodes = [
+            subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(layout.get("nnodes", 1))
+        ]
         outputs = [node.communicate(timeout=300)[0] for node in nodes]
         assert all(node.returncode == 0 for node in nodes), outputs
         weights[name] = torch.load(ws / "models" / "myocardium.pt", weights_only=False)["state"]["weights"]
@@ -177,14 +194,23 @@ def test_sharded_stages_write_exactly_the_single_process_caches_and_files(pipeli
     _same_caches(tmp_path / "n1" / "cache", tmp_path / "n2" / "cache")
     files = sorted(p.name for p in (tmp_path / "n1" / "folder").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "n2" / "folder").iterdir()) and "predictions.csv" in files
-    assert (tmp_path / "n1" / "folder" / "predictions.csv").read_text() == (tmp_path / "n2" / "folder" / "predictions.csv").read_text()
+    assert (tmp_path / "n1" / "folder" / "predictions.csv").read_text() == (
+        tmp_path / "n2" / "folder" / "predictions.csv"
+    ).read_text()
     for name in files:
         if name.endswith(".png"):
-            assert np.array_equal(np.asarray(Image.open(tmp_path / "n1" / "folder" / name)), np.asarray(Image.open(tmp_path / "n2" / "folder" / name)))
+            assert np.array_equal(
+                np.asarray(Image.open(tmp_path / "n1" / "folder" / name)),
+                np.asarray(Image.open(tmp_path / "n2" / "folder" / name)),
+            )
 
 
 def test_a_batch_smaller_than_the_processes_is_refused_in_one_line(pipeline_run, tmp_path):
-    config, _ = copy_run(pipeline_run, tmp_path / "ws", {"distributed": {"nproc_per_node": 2}, "myocardium": {"config": {"batch_size": 1}}})
+    config, _ = copy_run(
+        pipeline_run,
+        tmp_path / "ws",
+        {"distributed": {"nproc_per_node": 2}, "myocardium": {"config": {"batch_size": 1}}},
+    )
     result = wsseg("train-myo", "-p", str(config), "-w", str(tmp_path / "ws"), check=False)
     assert result.returncode != 0
     assert "error: batch size 1 is smaller than the 2 processes: raise it to at least 2" in result.stderr

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
+
 from wsseg.interfaces import CAMGenerator, WeakSet
 from wsseg.metrics import auroc
-
 from wsseg_drn_attention import (
     CAMNet,
     DRNAttentionCAM,
@@ -36,14 +36,18 @@ def tiny_config(**overrides) -> dict:
     return cfg
 
 
-def ring(size: int = 32, r_in: float = 5.0, r_out: float = 10.0, centre: tuple[float, float] | None = None) -> np.ndarray:
+def ring(
+    size: int = 32, r_in: float = 5.0, r_out: float = 10.0, centre: tuple[float, float] | None = None
+) -> np.ndarray:
     cy, cx = centre if centre is not None else ((size - 1) / 2, (size - 1) / 2)
     yy, xx = np.mgrid[:size, :size]
     r = np.hypot(yy - cy, xx - cx)
     return ((r >= r_in) & (r < r_out)).astype(np.float32)
 
 
-def blob_set(n: int, size: int = 32, seed: int = 0, depth: int | list[int] = 1, blobs: np.ndarray | None = None) -> WeakSet:
+def blob_set(
+    n: int, size: int = 32, seed: int = 0, depth: int | list[int] = 1, blobs: np.ndarray | None = None
+) -> WeakSet:
     """Tiny separable problem: dark ring myocardium around a bright pool; positives hold a bright blob in the ring.
 
     ``blobs`` (one bool per slice) says which slices get a blob; default every other slice. Labels are

@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,10 @@ def test_the_committed_dvc_yaml_is_the_one_wsseg_dvc_writes(tmp_path):
 
 
 def test_dvc_yaml_follows_the_levels_and_the_labeler_option(tmp_path):
-    raw = {"cam": {"levels": ["slice"]}, "segmentation": {"supervisions": ["pixel", "slice"], "additions": {"slice_level_labeler": True}}}
+    raw = {
+        "cam": {"levels": ["slice"]},
+        "segmentation": {"supervisions": ["pixel", "slice"], "additions": {"slice_level_labeler": True}},
+    }
     stages = yaml.safe_load(dvc_yaml(validate_params(raw)))["stages"]
     assert stages["train-cam"]["foreach"] == ["slice"]
     assert "train-seg-slice" not in stages and "train-seg" in str(stages)
@@ -62,6 +64,8 @@ def test_dvc_yaml_follows_the_levels_and_the_labeler_option(tmp_path):
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "profile.yaml").write_text("extends: ../params.yaml\nseed: 1\n")
     (tmp_path / "params.yaml").write_text("seed: 0\n")
-    result = CliRunner().invoke(app, ["dvc", "-p", str(tmp_path / "profiles" / "profile.yaml"), "--out", str(tmp_path / "dvc.yaml")])
+    result = CliRunner().invoke(
+        app, ["dvc", "-p", str(tmp_path / "profiles" / "profile.yaml"), "--out", str(tmp_path / "dvc.yaml")]
+    )
     assert result.exit_code == 2 and "cannot be a DVC params file" in result.output
     assert not (tmp_path / "dvc.yaml").exists()

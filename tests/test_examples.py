@@ -22,7 +22,11 @@ def test_gradcam_pp_generates_the_cams_of_the_pipeline(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
     params = write_params(tmp_path, {**TINY_PARAMS, "cam": {**TINY_PARAMS["cam"], "plugin": "gradcam-pp"}})
-    run([["train-cam", "--level", "slice"], ["predict-cam", "--level", "slice"], ["pseudo-label", "--level", "slice"]], params, copy)
+    run(
+        [["train-cam", "--level", "slice"], ["predict-cam", "--level", "slice"], ["pseudo-label", "--level", "slice"]],
+        params,
+        copy,
+    )
     cams = read_cache(copy / "cache" / "cams-slice.h5")
     built_in = read_cache(workdir / "cache" / "cams-slice.h5")
     assert cams["cams"].shape == built_in["cams"].shape and (cams["cams"] >= 0).all()

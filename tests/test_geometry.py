@@ -60,7 +60,9 @@ def test_roi_normalise_stretches_each_crop_to_the_full_range():
     images[:, 16:48, 16:48] = np.linspace(0.2, 0.4, 32)[None, None]
     boxes = np.array([[16, 16, 48, 48]] * 2)
     plain = roi_images(images, boxes, validate_params({"data": {"roi_size": 32}}))
-    stretched = roi_images(images, boxes, validate_params({"data": {"roi_size": 32, "additions": {"roi_normalise": True}}}))
+    stretched = roi_images(
+        images, boxes, validate_params({"data": {"roi_size": 32, "additions": {"roi_normalise": True}}})
+    )
     assert plain.max() <= 0.41
     assert stretched.min() == 0 and stretched.max() == 1
     assert np.corrcoef(plain[0].ravel(), stretched[0].ravel())[0, 1] > 0.99

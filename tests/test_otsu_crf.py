@@ -169,8 +169,15 @@ def test_config_defaults_and_validation():
     assert (cfg.otsu, cfg.otsu_classes, cfg.crf, cfg.crf_iterations) == (True, 3, True, 5)
     assert (cfg.w1, cfg.w2, cfg.theta_gamma) == (0.0, 1.0, 3.0)
     assert OtsuCRFLabeler({"crf_iterations": 2}).config.crf_iterations == 2
-    for bad in ({"otsu_classes": 1}, {"otsu_classes": 6}, {"crf_iterations": 0}, {"w2": -1.0},
-                {"theta_gamma": 0.0}, {"threshold": 0.0}, {"unknown": 1}):
+    for bad in (
+        {"otsu_classes": 1},
+        {"otsu_classes": 6},
+        {"crf_iterations": 0},
+        {"w2": -1.0},
+        {"theta_gamma": 0.0},
+        {"threshold": 0.0},
+        {"unknown": 1},
+    ):
         with pytest.raises(ValidationError):
             OtsuCRFLabeler(bad)
 

@@ -9,16 +9,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, write_params
+from wsseg.artefacts import read_artefact, read_roi_data
 from wsseg.checkpoint import load_plugin
 from wsseg.cli import app
-from wsseg.artefacts import read_artefact, read_roi_data
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.interfaces import CAMOutput
+from wsseg.pipeline import planned_steps
 from wsseg.registry import get_plugin
 from wsseg.stages.predict import Predictor
-from wsseg.pipeline import planned_steps
 from wsseg.workspace import Workspace
 from wsseg_test_plugin import CAMThresholdLabeler
 
@@ -64,12 +64,17 @@ def test_predict_writes_the_contract_for_a_folder_of_slices(pipeline_run, tmp_pa
     big = Image.open(inputs / sorted(p.name for p in inputs.iterdir())[0]).resize((96, 80))
     big.save(inputs / "other_slice007.png")  # another size and case
     out = tmp_path / "out"
-    result = runner.invoke(app, ["predict", str(inputs), "--out", str(out), "--supervision", "stack", "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(
+        app,
+        ["predict", str(inputs), "--out", str(out), "--supervision", "stack", "-p", str(params), "-w", str(workdir)],
+    )
     assert result.exit_code == 0, result.output
     with (out / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
-    assert {"image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"} <= set(rows[0])
+    assert {"image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"} <= set(
+        rows[0]
+    )
     for row in rows:
         stem = row["image"].removesuffix(".png")
         size = Image.open(inputs / row["image"]).size
@@ -87,20 +92,26 @@ def test_predict_with_split_reads_only_that_split_of_a_dataset_folder(pipeline_r
     with (dataset / "cases.csv").open() as f:
         val_cases = {row["case_id"] for row in csv.DictReader(f) if row["split"] == "val"}
     out = tmp_path / "out"
-    result = runner.invoke(app, ["predict", str(dataset), "--split", "val", "--out", str(out), "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(
+        app, ["predict", str(dataset), "--split", "val", "--out", str(out), "-p", str(params), "-w", str(workdir)]
+    )
     assert result.exit_code == 0, result.output
     with (out / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {row["case_id"] for row in rows} == val_cases
     assert len(list(out.glob("*_fibrosis.png"))) == len(rows)
-    result = runner.invoke(app, ["predict", str(dataset), "--split", "holdout", "--out", str(out), "-p", str(params), "-w", str(workdir)])
+    result = runner.invoke(
+        app, ["predict", str(dataset), "--split", "holdout", "--out", str(out), "-p", str(params), "-w", str(workdir)]
+    )
     assert result.exit_code == 2 and "--split" in result.output
 
 
 def test_a_third_party_pseudo_labeler_runs_in_the_pipeline(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    params = write_params(tmp_path, {**TINY_PARAMS, "pseudo_label": {"plugin": "cam-threshold", "config": {"fraction": 0.3}}})
+    params = write_params(
+        tmp_path, {**TINY_PARAMS, "pseudo_label": {"plugin": "cam-threshold", "config": {"fraction": 0.3}}}
+    )
     for command in (["pseudo-label", "--level", "slice"], ["train-seg", "--supervision", "slice"]):
         result = runner.invoke(app, [*command, "-p", str(params), "-w", str(copy)])
         assert result.exit_code == 0, result.output
@@ -135,7 +146,9 @@ def test_unknown_plugin_and_level_are_named(tmp_path):
     params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {"plugin": "nnunet"}})
     result = runner.invoke(app, ["train-seg", "-p", str(params), "-w", str(tmp_path)])
     assert result.exit_code == 2 and "segmentation.plugin: no segmenter plugin named 'nnunet'" in result.output
-    result = runner.invoke(app, ["train-cam", "--level", "patient", "-p", str(write_params(tmp_path, TINY_PARAMS)), "-w", str(tmp_path)])
+    result = runner.invoke(
+        app, ["train-cam", "--level", "patient", "-p", str(write_params(tmp_path, TINY_PARAMS)), "-w", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "--level" in result.output
 
 
@@ -145,8 +158,10 @@ def test_plugins_list_shows_the_builtins_as_table_and_json():
     for name in ("drn-attention", "otsu-crf", "unet"):
         assert name in result.output
     rows = json.loads(runner.invoke(app, ["plugins", "list", "--json"]).output)
-    assert {(r["name"], r["kind"], r["status"]) for r in rows} >= {("unet", "segmenter", "ok"), ("otsu-crf", "pseudo_labeler", "ok")}
-
+    assert {(r["name"], r["kind"], r["status"]) for r in rows} >= {
+        ("unet", "segmenter", "ok"),
+        ("otsu-crf", "pseudo_labeler", "ok"),
+    }
 
 
 def test_predict_on_volumes_writes_volumes_with_the_input_geometry(pipeline_run, tmp_path):
@@ -177,7 +192,10 @@ def test_predict_on_volumes_writes_volumes_with_the_input_geometry(pipeline_run,
 def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": {**TINY_PARAMS["segmentation"], "additions": {"restrict_to_myocardium": True}}})
+    params = write_params(
+        tmp_path,
+        {**TINY_PARAMS, "segmentation": {**TINY_PARAMS["segmentation"], "additions": {"restrict_to_myocardium": True}}},
+    )
     result = runner.invoke(app, ["predict", "--supervision", "pixel", "-p", str(params), "-w", str(copy)])
     assert result.exit_code == 0, result.output
     free = read_cache(workdir / "cache" / "predictions-pixel.h5")
@@ -185,7 +203,9 @@ def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipelin
     for before, after in zip(free["fibrosis_masks"], restricted["fibrosis_masks"]):
         assert not (after & ~before).any()
     probability = read_cache(copy / "cache" / "myocardium.h5")["probability"]
-    outside = crop(probability, restricted["boxes"], TINY_PARAMS["data"]["roi_size"]) < TINY_PARAMS["myocardium"]["threshold"]
+    outside = (
+        crop(probability, restricted["boxes"], TINY_PARAMS["data"]["roi_size"]) < TINY_PARAMS["myocardium"]["threshold"]
+    )
     assert restricted["fibrosis_roi"][outside].max() == 0
 
 
@@ -216,7 +236,9 @@ def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_cl
         "pseudo_label": {"config": {"myocardium_threshold": None}},  # the tiny myocardium model stays below 0.5
         "segmentation": {**TINY_PARAMS["segmentation"], "additions": {"slice_level_labeler": True}},
     }
-    result = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(write_params(tmp_path, raw)), "-w", str(copy)])
+    result = runner.invoke(
+        app, ["predict", "--supervision", "slice", "-p", str(write_params(tmp_path, raw)), "-w", str(copy)]
+    )
     assert result.exit_code == 0, result.output
 
     params, ws = validate_params(raw), Workspace(copy)

@@ -28,7 +28,10 @@ def test_validate_reports_each_check_of_a_builtin():
 
 def test_validate_exits_1_on_a_failed_check_and_2_on_an_unknown_name():
     result = runner.invoke(app, ["plugins", "validate", "unet", "--config", "{epochs: 0}"])
-    assert result.exit_code == 1 and "✗ config {'epochs': 0} validates: epochs: Input should be greater than or equal to 1" in result.output
+    assert (
+        result.exit_code == 1
+        and "✗ config {'epochs': 0} validates: epochs: Input should be greater than or equal to 1" in result.output
+    )
     result = runner.invoke(app, ["plugins", "validate", "nope"])
     assert result.exit_code == 2 and "no plugin named 'nope'" in result.output
 
@@ -58,11 +61,32 @@ def test_new_scaffolds_packages_that_install_and_pass_their_own_tests(tmp_path):
         assert result.exit_code == 0, result.output
     packages = [str(tmp_path / f"wsseg-{name}") for name in kinds.values()]
     site = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), *packages]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--target",
+        str(site),
+        *packages,
+    ]
     subprocess.run(pip, check=True, capture_output=True)
-    assert (site / "wsseg_my_labeler-0.1.0.dist-info" / "entry_points.txt").read_text().startswith("[wsseg.pseudo_labelers]")
+    assert (
+        (site / "wsseg_my_labeler-0.1.0.dist-info" / "entry_points.txt")
+        .read_text()
+        .startswith("[wsseg.pseudo_labelers]")
+    )
     tests = [f"{package}/tests" for package in packages]
     env = {**os.environ, "PYTHONPATH": str(site)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "6 passed" in run.stdout

@@ -15,12 +15,19 @@ unit = st.floats(0, 1, width=32)
 def inputs(draw):
     """A CAM on a coarse grid, and an image with its myocardium probabilities on a finer one."""
     shape = draw(st.tuples(st.integers(4, 24), st.integers(4, 24)))
-    cam = draw(arrays(np.float32, draw(st.tuples(st.integers(1, 8), st.integers(1, 8))), elements=st.floats(-3, 3, width=32)))
+    cam = draw(
+        arrays(np.float32, draw(st.tuples(st.integers(1, 8), st.integers(1, 8))), elements=st.floats(-3, 3, width=32))
+    )
     return cam, draw(arrays(np.float32, shape, elements=unit)), draw(arrays(np.float32, shape, elements=unit))
 
 
 configs = st.fixed_dictionaries(
-    {"myocardium_threshold": st.one_of(st.none(), st.floats(0.05, 0.95)), "otsu": st.booleans(), "crf": st.booleans(), "w1": st.sampled_from([0.0, 1.0])}
+    {
+        "myocardium_threshold": st.one_of(st.none(), st.floats(0.05, 0.95)),
+        "otsu": st.booleans(),
+        "crf": st.booleans(),
+        "w1": st.sampled_from([0.0, 1.0]),
+    }
 )
 
 

@@ -12,12 +12,30 @@ from PIL import Image
 from tests.conftest import rewrite_csv
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
-from wsseg.data.readers import LABEL_VALUES, DataError, SliceRecord, list_slice_images, load_image, load_label, read_folder, read_volume
+from wsseg.data.readers import (
+    LABEL_VALUES,
+    DataError,
+    SliceRecord,
+    list_slice_images,
+    load_image,
+    load_label,
+    read_folder,
+    read_volume,
+)
 from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
 from wsseg.stages.ingest import ingest
 from wsseg.workspace import Workspace
 
-TINY = SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_slices=3, max_slices=3, image_size=32, fibrosis_free_fraction=0.5)
+TINY = SyntheticConfig(
+    n_train_pixel=2,
+    n_train_weak=2,
+    n_val=1,
+    n_test=1,
+    min_slices=3,
+    max_slices=3,
+    image_size=32,
+    fibrosis_free_fraction=0.5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +46,6 @@ def phantoms(tmp_path_factory):
 @pytest.fixture
 def folder(phantoms, tmp_path):
     return shutil.copytree(phantoms, tmp_path / "set")
-
 
 
 def test_reads_every_slice_with_its_labels(folder):
@@ -46,10 +63,19 @@ def test_reads_every_slice_with_its_labels(folder):
         (lambda rows: rows + [dict(rows[0])], "listed twice"),
         (lambda rows: [dict(r, case_id="case999") if i == 0 else r for i, r in enumerate(rows)], "not in cases.csv"),
         (lambda rows: [dict(r, slice_fibrosis="2") if i == 0 else r for i, r in enumerate(rows)], "expected 0 or 1"),
-        (lambda rows: [dict(r, image="images/missing.png") if i == 0 else r for i, r in enumerate(rows)], "does not exist"),
+        (
+            lambda rows: [dict(r, image="images/missing.png") if i == 0 else r for i, r in enumerate(rows)],
+            "does not exist",
+        ),
         (lambda rows: [dict(r, slice_index="-1") if i == 0 else r for i, r in enumerate(rows)], "non-negative integer"),
-        (lambda rows: [dict(r, slice_index="\u00b2") if i == 0 else r for i, r in enumerate(rows)], "non-negative integer"),
-        (lambda rows: [dict(r, label="") if r is next(x for x in rows if x["label"]) else r for r in rows], "pixel_labels 1 but slice"),
+        (
+            lambda rows: [dict(r, slice_index="\u00b2") if i == 0 else r for i, r in enumerate(rows)],
+            "non-negative integer",
+        ),
+        (
+            lambda rows: [dict(r, label="") if r is next(x for x in rows if x["label"]) else r for r in rows],
+            "pixel_labels 1 but slice",
+        ),
     ],
 )
 def test_bad_slice_tables_are_refused(folder, edit, message):
@@ -61,14 +87,26 @@ def test_bad_slice_tables_are_refused(folder, edit, message):
 @pytest.mark.parametrize(
     "chosen, column, value, message",
     [
-        (lambda r: r.slice_fibrosis == 1, "stack_fibrosis", "0", "has stack_fibrosis 0"),  # a positive slice in a negative stack
-        (lambda r: r.stack_fibrosis == 0, "stack_fibrosis", "1", "has stack_fibrosis 1 but none"),  # no positive slice in a positive stack
+        (
+            lambda r: r.slice_fibrosis == 1,
+            "stack_fibrosis",
+            "0",
+            "has stack_fibrosis 0",
+        ),  # a positive slice in a negative stack
+        (
+            lambda r: r.stack_fibrosis == 0,
+            "stack_fibrosis",
+            "1",
+            "has stack_fibrosis 1 but none",
+        ),  # no positive slice in a positive stack
         (lambda r: r.pixel_labels, "pixel_labels", "0", "has pixel_labels 0 but label images"),
     ],
 )
 def test_a_cases_csv_that_contradicts_the_slices_is_refused(folder, chosen, column, value, message):
     case = next(r.case_id for r in read_folder(folder) if chosen(r))
-    rewrite_csv(folder / "cases.csv", lambda rows: [dict(r, **{column: value}) if r["case_id"] == case else r for r in rows])
+    rewrite_csv(
+        folder / "cases.csv", lambda rows: [dict(r, **{column: value}) if r["case_id"] == case else r for r in rows]
+    )
     with pytest.raises(DataError, match=f"case {case} {message}"):
         read_folder(folder)
 
@@ -104,7 +142,10 @@ def test_volumes_read_like_slices(folder, tmp_path):
         image.SetSpacing((1.5, 1.5, 8.0))
         sitk.WriteImage(image, str(volumes / "images" / f"{case}.nii.gz"))
         if slices[0].pixel_labels:
-            sitk.WriteImage(sitk.GetImageFromArray(np.stack([load_label(r) for r in slices])), str(volumes / "labels" / f"{case}.nii.gz"))
+            sitk.WriteImage(
+                sitk.GetImageFromArray(np.stack([load_label(r) for r in slices])),
+                str(volumes / "labels" / f"{case}.nii.gz"),
+            )
     records = read_folder(volumes)
     assert len(records) == 18 and records[1].z == 1
     reference = read_folder(folder)
@@ -175,7 +216,10 @@ def test_a_label_volume_of_another_depth_is_refused(folder, tmp_path):
 
 # Property tests: whatever a user's table or file holds, the readers answer with data or a DataError.
 
-CELLS = st.one_of(st.sampled_from(["0", "1", "", "1.0", "2", "-1", "yes", "NaN", " 1 ", "\u00b2", "case001", "case999", "007"]), st.text(max_size=8))
+CELLS = st.one_of(
+    st.sampled_from(["0", "1", "", "1.0", "2", "-1", "yes", "NaN", " 1 ", "\u00b2", "case001", "case999", "007"]),
+    st.text(max_size=8),
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,14 +228,18 @@ def shared_folder(phantoms, tmp_path_factory):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(table=st.sampled_from(["cases.csv", "slices.csv"]), row=st.integers(0, 17), column=st.integers(0, 4), value=CELLS)
+@given(
+    table=st.sampled_from(["cases.csv", "slices.csv"]), row=st.integers(0, 17), column=st.integers(0, 4), value=CELLS
+)
 def test_any_edited_cell_gives_records_or_a_data_error(shared_folder, table, row, column, value):
     path = shared_folder / table
     original = path.read_text()
     rows = [line.split(",") for line in original.splitlines()]
     row = 1 + row % (len(rows) - 1)
     with path.open("w", newline="") as f:
-        csv.writer(f).writerows(rows[:row] + [[value if i == column else cell for i, cell in enumerate(rows[row])]] + rows[row + 1 :])
+        csv.writer(f).writerows(
+            rows[:row] + [[value if i == column else cell for i, cell in enumerate(rows[row])]] + rows[row + 1 :]
+        )
     try:
         records = read_folder(shared_folder)
     except DataError as error:

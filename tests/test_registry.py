@@ -44,7 +44,9 @@ def test_a_broken_plugin_shows_its_error_and_breaks_nothing_else(site):
 
 
 def test_a_class_of_the_wrong_kind_is_refused(site):
-    install_fake_distribution(site, "fake-wrong", "[wsseg.segmenters]\nwrong = fake_wrong:Wrong\n", "class Wrong:\n    pass\n", "fake_wrong")
+    install_fake_distribution(
+        site, "fake-wrong", "[wsseg.segmenters]\nwrong = fake_wrong:Wrong\n", "class Wrong:\n    pass\n", "fake_wrong"
+    )
     with pytest.raises(PluginError, match="not a subclass of wsseg.Segmenter"):
         get_plugin("segmenter", "wrong")
 
@@ -88,7 +90,10 @@ def test_disabling_one_distribution_resolves_a_name_clash(site, user_config):
         get_plugin("segmenter", "unet")
     registry.disable("Fake_One:unet")  # distribution names compare as pip does
     assert get_plugin("segmenter", "unet").__module__ == "wsseg_unet.segmenter"
-    assert {(p.distribution, p.status) for p in list_plugins() if p.name == "unet"} == {("fake-one", "disabled"), ("wsseg-unet", "ok")}
+    assert {(p.distribution, p.status) for p in list_plugins() if p.name == "unet"} == {
+        ("fake-one", "disabled"),
+        ("wsseg-unet", "ok"),
+    }
     registry.enable("Fake_One:unet")
     with pytest.raises(PluginError, match="registered twice"):
         get_plugin("segmenter", "unet")
@@ -120,14 +125,32 @@ class Labeler(PseudoLabeler):
 """
 
 
-@pytest.mark.parametrize(("version", "message"), [("    api_version = 99", "written for wsseg plugin API 99; this wsseg has API 1"), ("", "declares no api_version")])
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        ("    api_version = 99", "written for wsseg plugin API 99; this wsseg has API 1"),
+        ("", "declares no api_version"),
+    ],
+)
 def test_a_plugin_written_for_another_api_version_is_refused_with_a_clear_message(site, version, message):
-    install_fake_distribution(site, "fake-old", "[wsseg.pseudo_labelers]\nold = fake_old:Labeler\n", LABELER.format(version=version), "fake_old")
+    install_fake_distribution(
+        site,
+        "fake-old",
+        "[wsseg.pseudo_labelers]\nold = fake_old:Labeler\n",
+        LABELER.format(version=version),
+        "fake_old",
+    )
     with pytest.raises(PluginError, match=message):
         get_plugin("pseudo_labeler", "old")
     assert {p.name: p for p in list_plugins()}["old"].status == "error"
 
 
 def test_a_plugin_of_this_api_version_loads(site):
-    install_fake_distribution(site, "fake-new", "[wsseg.pseudo_labelers]\nnew = fake_new:Labeler\n", LABELER.format(version="    api_version = 1"), "fake_new")
+    install_fake_distribution(
+        site,
+        "fake-new",
+        "[wsseg.pseudo_labelers]\nnew = fake_new:Labeler\n",
+        LABELER.format(version="    api_version = 1"),
+        "fake_new",
+    )
     assert get_plugin("pseudo_labeler", "new").api_version == 1

@@ -47,7 +47,9 @@ def tiny_training(monitor, stop_in_epoch=None, config=""):
         return {"score": -float(loss(model, data))}
 
     monitor.config = config
-    history = train_loop(model, batches, loss, epochs=5, lr=0.01, seed=3, monitor=monitor, validate=validate, cosine=True, select="score")
+    history = train_loop(
+        model, batches, loss, epochs=5, lr=0.01, seed=3, monitor=monitor, validate=validate, cosine=True, select="score"
+    )
     return model.state_dict(), history
 
 
@@ -79,7 +81,15 @@ def test_select_ends_with_the_weights_of_the_best_epoch():
         seen.append({k: v.clone() for k, v in model.state_dict().items()})
         return {"score": next(scores)}
 
-    history = train_loop(model, lambda rng: [data], lambda m, b: ((m(b[:, :1]) - 5) ** 2).mean(), epochs=3, lr=0.1, validate=validate, select="score")
+    history = train_loop(
+        model,
+        lambda rng: [data],
+        lambda m, b: ((m(b[:, :1]) - 5) ** 2).mean(),
+        epochs=3,
+        lr=0.1,
+        validate=validate,
+        select="score",
+    )
     assert [h["score"] for h in history] == [0.1, 0.9, 0.3]
     assert_same_weights(model.state_dict(), seen[1])
     assert not torch.equal(model.weight, seen[2]["weight"])
@@ -99,7 +109,20 @@ def test_a_resume_file_of_another_configuration_is_not_used(tmp_path):
 KILL_PARAMS = {
     "seed": 0,
     "device": "cpu",
-    "data": {"synthetic": SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_slices=3, max_slices=3, image_size=32, fibrosis_free_fraction=0.5).model_dump(), "image_size": 32, "roi_size": 16},
+    "data": {
+        "synthetic": SyntheticConfig(
+            n_train_pixel=2,
+            n_train_weak=2,
+            n_val=1,
+            n_test=1,
+            min_slices=3,
+            max_slices=3,
+            image_size=32,
+            fibrosis_free_fraction=0.5,
+        ).model_dump(),
+        "image_size": 32,
+        "roi_size": 16,
+    },
     "myocardium": {"config": {"epochs": 8, "base_channels": 4, "depth": 2, "batch_size": 3}},
     "segmentation": {"supervisions": ["slice", "stack"]},
 }
@@ -125,7 +148,16 @@ def test_sigkill_during_training_then_rerun_gives_the_uninterrupted_model(ingest
     uninterrupted, killed = ingested
     assert wsseg("train-myo", workdir=uninterrupted).exit_code == 0
     resume = killed / "models" / "myocardium.resume.pt"
-    command = [sys.executable, "-c", "from wsseg.cli import app; app()", "train-myo", "-p", str(killed.parent / "params.yaml"), "-w", str(killed)]
+    command = [
+        sys.executable,
+        "-c",
+        "from wsseg.cli import app; app()",
+        "train-myo",
+        "-p",
+        str(killed.parent / "params.yaml"),
+        "-w",
+        str(killed),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not resume.exists() and process.poll() is None and time.monotonic() < deadline:

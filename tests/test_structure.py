@@ -16,9 +16,14 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path) -> set[str]:
-    """The wsseg modules ``path`` imports anywhere in its code (at the top or inside a function), except for type checking."""
+    """The wsseg modules ``path`` imports anywhere (at the top or inside a function), except for type checking."""
     tree = ast.parse(path.read_text())
-    checking = {id(node) for stmt in ast.walk(tree) if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test) for node in ast.walk(stmt)}
+    checking = {
+        id(node)
+        for stmt in ast.walk(tree)
+        if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
+        for node in ast.walk(stmt)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in checking:

@@ -17,8 +17,15 @@ from scipy.ndimage import binary_dilation, distance_transform_edt
 from wsseg.data.synthetic import SyntheticConfig, phantom_case, write_phantom_set
 
 TINY = SyntheticConfig(
-    n_train_pixel=2, n_train_weak=3, n_val=2, n_test=2, image_size=64, min_slices=3, max_slices=5,
-    fibrosis_free_fraction=0.5, seed=3,
+    n_train_pixel=2,
+    n_train_weak=3,
+    n_val=2,
+    n_test=2,
+    image_size=64,
+    min_slices=3,
+    max_slices=5,
+    fibrosis_free_fraction=0.5,
+    seed=3,
 )
 CASE_COLUMNS = ["case_id", "split", "pixel_labels", "n_slices", "stack_fibrosis"]
 SLICE_COLUMNS = ["case_id", "slice_index", "image", "label", "slice_fibrosis"]
@@ -154,8 +161,10 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
     images = sorted((first / "images").iterdir())
-    assert any(not (other / "images" / p.name).exists() or p.read_bytes() != (other / "images" / p.name).read_bytes()
-               for p in images)
+    assert any(
+        not (other / "images" / p.name).exists() or p.read_bytes() != (other / "images" / p.name).read_bytes()
+        for p in images
+    )
 
 
 def test_rewrite_replaces_the_folder_and_leaves_no_temporaries(tmp_path):

@@ -16,7 +16,13 @@ TINY = {
 
 
 @pytest.mark.parametrize(
-    "kind, name", [("cam_generator", "drn-attention"), ("segmenter", "unet"), ("pseudo_labeler", "otsu-crf"), ("pseudo_labeler", "cam-threshold")]
+    "kind, name",
+    [
+        ("cam_generator", "drn-attention"),
+        ("segmenter", "unet"),
+        ("pseudo_labeler", "otsu-crf"),
+        ("pseudo_labeler", "cam-threshold"),
+    ],
 )
 def test_the_installed_plugins_conform(kind, name):
     assert_conforms(get_plugin(kind, name), config=TINY[name])
@@ -48,8 +54,13 @@ def test_a_broken_plugin_fails_the_checks_it_breaks_with_a_reason():
         "a CAM without positive values is handled",
         "inputs are not modified",
     }
-    assert checks["Config: pydantic model, defaults for every field, unknown keys refused"].detail.endswith("every field: fraction")
-    assert "mask shape (8, 8) for an image of (32, 32)" in checks["label(): bool (H, W) mask on the image grid, square or not"].detail
+    assert checks["Config: pydantic model, defaults for every field, unknown keys refused"].detail.endswith(
+        "every field: fraction"
+    )
+    assert (
+        "mask shape (8, 8) for an image of (32, 32)"
+        in checks["label(): bool (H, W) mask on the image grid, square or not"].detail
+    )
     with pytest.raises(AssertionError, match="Sloppy fails 6 conformance check"):
         assert_conforms(Sloppy, {"fraction": 0.5})
 
@@ -71,4 +82,7 @@ def test_a_plugin_without_this_api_version_fails_that_check():
 
     checks = {c.name: c for c in check_plugin(Unversioned, {"fraction": 0.5})}
     assert not checks["derives from the interface, nothing abstract left"].passed
-    assert checks["derives from the interface, nothing abstract left"].detail == "api_version is None; set it to 1, the plugin API of this wsseg"
+    assert (
+        checks["derives from the interface, nothing abstract left"].detail
+        == "api_version is None; set it to 1, the plugin API of this wsseg"
+    )

@@ -52,6 +52,11 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
         return batch
 
     monkeypatch.setattr(module, "random_gamma", spy)
-    images, targets = np.random.default_rng(0).random((4, 2, 16, 16)).astype(np.float32), np.zeros((4, 16, 16), np.float32)
-    UNetSegmenter({"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "gamma": gamma}, seed=0).fit(images, targets)
+    images, targets = (
+        np.random.default_rng(0).random((4, 2, 16, 16)).astype(np.float32),
+        np.zeros((4, 16, 16), np.float32),
+    )
+    UNetSegmenter({"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "gamma": gamma}, seed=0).fit(
+        images, targets
+    )
     assert calls == ([((2, 3, 16, 16), gamma)] * 4 if gamma else [])

@@ -39,7 +39,16 @@ from wsseg.errors import ConfigError, DataError
 from wsseg.progress import progress_bar
 
 runner = CliRunner()
-TINY = SyntheticConfig(n_train_pixel=2, n_train_weak=2, n_val=1, n_test=1, min_slices=3, max_slices=3, image_size=32, fibrosis_free_fraction=0.5)
+TINY = SyntheticConfig(
+    n_train_pixel=2,
+    n_train_weak=2,
+    n_val=1,
+    n_test=1,
+    min_slices=3,
+    max_slices=3,
+    image_size=32,
+    fibrosis_free_fraction=0.5,
+)
 
 # ---------------------------------------------------------------- helpers
 
@@ -85,7 +94,9 @@ def dataset(phantoms, tmp_path):
 
 def ingest(folder: Path, tmp_path: Path, **data):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"device": "cpu", "data": {"source": str(folder), "image_size": 32, "roi_size": 16, **data}}))
+    params.write_text(
+        yaml.safe_dump({"device": "cpu", "data": {"source": str(folder), "image_size": 32, "roi_size": 16, **data}})
+    )
     return runner.invoke(app, ["ingest", "-p", str(params), "-w", str(tmp_path / "work")])
 
 
@@ -98,22 +109,47 @@ def assert_refused_cleanly(result, message: str, tmp_path: Path, before: set[str
 # ---------------------------------------------------------------- 1. paths that escape
 
 ESCAPES = {
-    "image path with ..": (lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image="../outside.png"), *rows[1:]]), "'../outside.png' lies outside the dataset folder"),
-    "absolute image path": (lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image=str(out)), *rows[1:]]), "lies outside the dataset folder"),
-    "label path with ..": (
-        lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: set_where(rows, lambda r: bool(r["label"]), label="images/../../outside.png")),
+    "image path with ..": (
+        lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image="../outside.png"), *rows[1:]]),
+        "'../outside.png' lies outside the dataset folder",
+    ),
+    "absolute image path": (
+        lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image=str(out)), *rows[1:]]),
         "lies outside the dataset folder",
     ),
-    "link to a file outside": (lambda f, out: [(f / "images" / "case001_slice000.png").unlink(), (f / "images" / "case001_slice000.png").symlink_to(out)], "lies outside the dataset folder"),
+    "label path with ..": (
+        lambda f, out: rewrite_csv(
+            f / "slices.csv", lambda rows: set_where(rows, lambda r: bool(r["label"]), label="images/../../outside.png")
+        ),
+        "lies outside the dataset folder",
+    ),
+    "link to a file outside": (
+        lambda f, out: [
+            (f / "images" / "case001_slice000.png").unlink(),
+            (f / "images" / "case001_slice000.png").symlink_to(out),
+        ],
+        "lies outside the dataset folder",
+    ),
     "case id with ../": (
-        lambda f, out: [rewrite_csv(f / name, lambda rows: set_where(rows, lambda r: r["case_id"] == "case001", case_id="../case001")) for name in ("cases.csv", "slices.csv")],
+        lambda f, out: [
+            rewrite_csv(
+                f / name, lambda rows: set_where(rows, lambda r: r["case_id"] == "case001", case_id="../case001")
+            )
+            for name in ("cases.csv", "slices.csv")
+        ],
         "case_id '../case001' is not a safe name",
     ),
     "case id that is closing markup": (
-        lambda f, out: [rewrite_csv(f / name, lambda rows: set_where(rows, lambda r: r["case_id"] == "case001", case_id="[/red]")) for name in ("cases.csv", "slices.csv")],
+        lambda f, out: [
+            rewrite_csv(f / name, lambda rows: set_where(rows, lambda r: r["case_id"] == "case001", case_id="[/red]"))
+            for name in ("cases.csv", "slices.csv")
+        ],
         "case_id '[/red]' is not a safe name",
     ),
-    "NUL in a path": (lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image="images/a\0.png"), *rows[1:]]), "is not a usable path"),
+    "NUL in a path": (
+        lambda f, out: rewrite_csv(f / "slices.csv", lambda rows: [dict(rows[0], image="images/a\0.png"), *rows[1:]]),
+        "is not a usable path",
+    ),
 }
 
 
@@ -139,13 +175,17 @@ def test_a_volume_that_links_outside_is_refused(dataset, tmp_path):
 
 
 def predict(inputs: Path, out: Path, workdir: Path, *extra: str):
-    return runner.invoke(app, ["predict", str(inputs), "--out", str(out), "-w", str(workdir), "-p", str(workdir / "none.yaml"), *extra])
+    return runner.invoke(
+        app, ["predict", str(inputs), "--out", str(out), "-w", str(workdir), "-p", str(workdir / "none.yaml"), *extra]
+    )
 
 
 def test_predict_never_names_an_output_after_an_unsafe_case_id(dataset, tmp_path):
     """`predict --split` on a dataset whose test case id climbs out of --out: refused before any model is read."""
     as_volumes(dataset)
-    rewrite_csv(dataset / "cases.csv", lambda rows: set_where(rows, lambda r: r["split"] == "test", case_id="../../escaped"))
+    rewrite_csv(
+        dataset / "cases.csv", lambda rows: set_where(rows, lambda r: r["split"] == "test", case_id="../../escaped")
+    )
     before = tree(tmp_path)
     result = predict(dataset, tmp_path / "out", tmp_path / "no-models", "--split", "test")
     assert_refused_cleanly(result, "case_id '../../escaped' is not a safe name", tmp_path, before)
@@ -184,14 +224,22 @@ def test_predict_refuses_an_input_that_links_outside(dataset, tmp_path):
 
 # ---------------------------------------------------------------- 2. config files that are not what they claim
 
-ALIASES = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+ALIASES = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
 
 PARAMS_FILES = {
     "not UTF-8": (b"seed: 0\ndata: {source: caf\xe9}\n", "params.yaml: not UTF-8 text (byte 26)"),
-    "YAML syntax error": (b"seed: 0\ndata: [\n  image_size: 3\n", "params.yaml:4:1: not valid YAML: expected ',' or ']'"),
+    "YAML syntax error": (
+        b"seed: 0\ndata: [\n  image_size: 3\n",
+        "params.yaml:4:1: not valid YAML: expected ',' or ']'",
+    ),
     "aliases": (ALIASES.encode(), "params.yaml:2:8: not valid YAML: aliases (*name) are not allowed"),
     "a Python tag": (b"seed: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
-    "a huge rejected value": (yaml.safe_dump({"seed": "z" * 100_000}).encode(), "seed: Input should be a valid integer, unable to parse string as an integer (got 'zzzz"),
+    "a huge rejected value": (
+        yaml.safe_dump({"seed": "z" * 100_000}).encode(),
+        "seed: Input should be a valid integer, unable to parse string as an integer (got 'zzzz",
+    ),
     "a huge unknown key": (yaml.safe_dump({"k" * 100_000: 1}).encode(), "Extra inputs are not permitted"),
     "deep nesting": (b"seed: " + b"[" * 5000 + b"]" * 5000 + b"\n", "params.yaml"),
     "a list at the top": (b"- seed\n", "expected a mapping of sections"),
@@ -220,17 +268,47 @@ ABSURD = [
     ({"data": {"image_size": 100_000}}, "data.image_size: Input should be less than or equal to 1024"),
     ({"data": {"roi_size": 4096}}, "data.roi_size: Input should be less than or equal to 512"),
     ({"data": {"roi_margin": 1e300}}, "data.roi_margin: Input should be less than or equal to 4"),
-    ({"data": {"synthetic": {"n_train_weak": 10**6}}}, "data.synthetic.n_train_weak: Input should be less than or equal to 1000"),
-    ({"data": {"synthetic": {"image_size": 10**5}}}, "data.synthetic.image_size: Input should be less than or equal to 1024"),
-    ({"data": {"synthetic": {"max_slices": 10**5}}}, "data.synthetic.max_slices: Input should be less than or equal to 64"),
-    ({"myocardium": {"config": {"base_channels": 10**5}}}, "myocardium.config.base_channels: Input should be less than or equal to 256"),
-    ({"myocardium": {"config": {"batch_size": 10**6}}}, "myocardium.config.batch_size: Input should be less than or equal to 4096"),
-    ({"segmentation": {"config": {"epochs": 10**9}}}, "segmentation.config.epochs: Input should be less than or equal to 100000"),
-    ({"segmentation": {"overrides": {"pixel": {"base_channels": 10**5}}}}, "segmentation.overrides.pixel.base_channels: Input should be less than or equal to 256"),
-    ({"cam": {"config": {"channels": [10**5] * 8}}}, "cam.config.channels.0: Input should be less than or equal to 1024"),
+    (
+        {"data": {"synthetic": {"n_train_weak": 10**6}}},
+        "data.synthetic.n_train_weak: Input should be less than or equal to 1000",
+    ),
+    (
+        {"data": {"synthetic": {"image_size": 10**5}}},
+        "data.synthetic.image_size: Input should be less than or equal to 1024",
+    ),
+    (
+        {"data": {"synthetic": {"max_slices": 10**5}}},
+        "data.synthetic.max_slices: Input should be less than or equal to 64",
+    ),
+    (
+        {"myocardium": {"config": {"base_channels": 10**5}}},
+        "myocardium.config.base_channels: Input should be less than or equal to 256",
+    ),
+    (
+        {"myocardium": {"config": {"batch_size": 10**6}}},
+        "myocardium.config.batch_size: Input should be less than or equal to 4096",
+    ),
+    (
+        {"segmentation": {"config": {"epochs": 10**9}}},
+        "segmentation.config.epochs: Input should be less than or equal to 100000",
+    ),
+    (
+        {"segmentation": {"overrides": {"pixel": {"base_channels": 10**5}}}},
+        "segmentation.overrides.pixel.base_channels: Input should be less than or equal to 256",
+    ),
+    (
+        {"cam": {"config": {"channels": [10**5] * 8}}},
+        "cam.config.channels.0: Input should be less than or equal to 1024",
+    ),
     ({"cam": {"config": {"batch_size": 10**6}}}, "cam.config.batch_size: Input should be less than or equal to 4096"),
-    ({"pseudo_label": {"config": {"crf_iterations": 10**6}}}, "pseudo_label.config.crf_iterations: Input should be less than or equal to 100"),
-    ({"distributed": {"nproc_per_node": 10**6}}, "distributed.nproc_per_node: Input should be less than or equal to 1024"),
+    (
+        {"pseudo_label": {"config": {"crf_iterations": 10**6}}},
+        "pseudo_label.config.crf_iterations: Input should be less than or equal to 100",
+    ),
+    (
+        {"distributed": {"nproc_per_node": 10**6}},
+        "distributed.nproc_per_node: Input should be less than or equal to 1024",
+    ),
     ({"seed": 2**40}, "seed: Input should be less than or equal to 4294967295"),
     ({"myocardium": {"config": {"lr": float("inf")}}}, "myocardium.config.lr: Input should be a finite number"),
 ]
@@ -264,18 +342,32 @@ def _png_claiming(path: Path, width: int, height: int) -> None:
 
 def _metaimage(path: Path, data_file: str) -> None:
     path.with_suffix(".nii.gz").unlink()
-    path.write_text(f"ObjectType = Image\nNDims = 3\nDimSize = 32 32 3\nElementType = MET_FLOAT\nElementDataFile = {data_file}\n")
+    path.write_text(
+        f"ObjectType = Image\nNDims = 3\nDimSize = 32 32 3\nElementType = MET_FLOAT\nElementDataFile = {data_file}\n"
+    )
 
 
 LIARS = {
-    "NIfTI datatype and bitpix disagree": (lambda f: _nifti_field(f / "images" / "case002.nii.gz", "h", 72, 8), "NIfTI header gives datatype 16 (32 bits) but bitpix 8"),
+    "NIfTI datatype and bitpix disagree": (
+        lambda f: _nifti_field(f / "images" / "case002.nii.gz", "h", 72, 8),
+        "NIfTI header gives datatype 16 (32 bits) but bitpix 8",
+    ),
     "tiny NIfTI claiming a huge volume": (
         lambda f: _nifti_field(f / "images" / "case002.nii.gz", "8h", 40, 3, 600, 600, 400, 1, 1, 1, 1),
         "case002.nii.gz: its header claims 400x600x600 pixels, beyond wsseg's limits",
     ),
-    "NIfTI with negative dimensions": (lambda f: _nifti_field(f / "images" / "case002.nii.gz", "8h", 40, 3, -32, 32, 3, 1, 1, 1, 1), "impossible dimensions"),
-    "MetaImage reading a file outside": (lambda f: _metaimage(f / "images" / "case002.mha", "../../outside.png"), "only a plain file name beside the header is read"),
-    "MetaImage reading an absolute path": (lambda f: _metaimage(f / "images" / "case002.mha", "/etc/hostname"), "its header names the data file '/etc/hostname'"),
+    "NIfTI with negative dimensions": (
+        lambda f: _nifti_field(f / "images" / "case002.nii.gz", "8h", 40, 3, -32, 32, 3, 1, 1, 1, 1),
+        "impossible dimensions",
+    ),
+    "MetaImage reading a file outside": (
+        lambda f: _metaimage(f / "images" / "case002.mha", "../../outside.png"),
+        "only a plain file name beside the header is read",
+    ),
+    "MetaImage reading an absolute path": (
+        lambda f: _metaimage(f / "images" / "case002.mha", "/etc/hostname"),
+        "its header names the data file '/etc/hostname'",
+    ),
 }
 
 
@@ -290,7 +382,9 @@ def test_a_volume_header_that_lies_is_refused_before_its_voxels_are_read(dataset
 def test_a_png_claiming_a_huge_image_is_refused_before_decoding(dataset, tmp_path):
     _png_claiming(dataset / "images" / "case001_slice000.png", 6000, 5000)
     before = tree(tmp_path) | {"params.yaml"}
-    assert_refused_cleanly(ingest(dataset, tmp_path), "its header claims 5000x6000 pixels, beyond wsseg's limits", tmp_path, before)
+    assert_refused_cleanly(
+        ingest(dataset, tmp_path), "its header claims 5000x6000 pixels, beyond wsseg's limits", tmp_path, before
+    )
 
 
 def test_a_file_named_png_that_is_another_format_is_refused(dataset, tmp_path):
@@ -316,7 +410,10 @@ def test_a_model_file_that_would_run_code_is_refused_without_running_it(dataset,
 
     assert ingest(dataset, tmp_path).exit_code == 0
     (tmp_path / "work" / "models").mkdir()
-    torch.save({"state": {}, "wsseg_version": __version__, "hook": _Payload(tmp_path / "ran")}, tmp_path / "work" / "models" / "myocardium.pt")
+    torch.save(
+        {"state": {}, "wsseg_version": __version__, "hook": _Payload(tmp_path / "ran")},
+        tmp_path / "work" / "models" / "myocardium.pt",
+    )
     result = runner.invoke(app, ["predict-myo", "-p", str(tmp_path / "params.yaml"), "-w", str(tmp_path / "work")])
     assert_one_line_error(result, "myocardium.pt is not a readable model file (UnpicklingError)")
     assert not (tmp_path / "ran").exists()
@@ -345,7 +442,7 @@ def test_warnings_and_progress_descriptions_are_not_read_as_markup():
     @warner.command()
     @_friendly_errors
     def warn() -> None:
-        warnings.warn("case [red]x[/red] in [/bold]folder\nsecond line")
+        warnings.warn("case [red]x[/red] in [/bold]folder\nsecond line", stacklevel=1)
 
     result = runner.invoke(warner, [])
     assert result.exit_code == 0
@@ -369,7 +466,9 @@ def test_predict_refuses_an_out_that_is_a_file_before_reading_a_model(dataset, t
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "[red]cpu"])
 def test_a_device_torch_does_not_know_is_one_line(tmp_path, device):
-    result = runner.invoke(app, ["train-myo", "--device", device, "-p", str(tmp_path / "none.yaml"), "-w", str(tmp_path / "work")])
+    result = runner.invoke(
+        app, ["train-myo", "--device", device, "-p", str(tmp_path / "none.yaml"), "-w", str(tmp_path / "work")]
+    )
     assert_one_line_error(result, f"--device: expected auto, cpu, cuda or cuda:N, got '{device}'")
     assert not (tmp_path / "work").exists()
 
@@ -377,7 +476,18 @@ def test_a_device_torch_does_not_know_is_one_line(tmp_path, device):
 # ---------------------------------------------------------------- property tests: clean refusal or clean accept
 
 PATH_CELLS = st.one_of(
-    st.sampled_from(["../outside.png", "/etc/hostname", "images/../../outside.png", "images/./case001_slice000.png", "images", "", "a" * 300, "images/\0x"]),
+    st.sampled_from(
+        [
+            "../outside.png",
+            "/etc/hostname",
+            "images/../../outside.png",
+            "images/./case001_slice000.png",
+            "images",
+            "",
+            "a" * 300,
+            "images/\0x",
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -386,14 +496,20 @@ PATH_CELLS = st.one_of(
 @given(column=st.sampled_from(["image", "label", "case_id"]), row=st.integers(0, 17), value=PATH_CELLS)
 def test_any_path_cell_gives_records_inside_the_folder_or_a_data_error(phantoms, tmp_path_factory, column, row, value):
     folder = shutil.copytree(phantoms, tmp_path_factory.mktemp("fuzz") / "set")
-    rewrite_csv(folder / "slices.csv", lambda rows: [dict(r, **{column: value}) if i == row % len(rows) else r for i, r in enumerate(rows)])
+    rewrite_csv(
+        folder / "slices.csv",
+        lambda rows: [dict(r, **{column: value}) if i == row % len(rows) else r for i, r in enumerate(rows)],
+    )
     try:
         records = read_folder(folder)
     except DataError as error:
         assert "\n" not in str(error) and len(str(error)) < 400
         return
     root = folder.resolve()
-    assert all(r.image.resolve().is_relative_to(root) and (r.label is None or r.label.resolve().is_relative_to(root)) for r in records)
+    assert all(
+        r.image.resolve().is_relative_to(root) and (r.label is None or r.label.resolve().is_relative_to(root))
+        for r in records
+    )
 
 
 @pytest.fixture(scope="module")
@@ -426,10 +542,11 @@ def test_damaged_nifti_headers_give_a_volume_or_a_data_error(nifti_bytes, tmp_pa
 
 META_LINES = st.sampled_from(
     [
-        "NDims = 3", "NDims = 9", "DimSize = 8 8 3", "DimSize = 100000 100000 100", "DimSize = -1 8 3", "ElementType = MET_FLOAT",
-        "ElementType = MET_UCHAR", "ElementNumberOfChannels = 3", "CompressedData = True", "HeaderSize = -1",
-        "ElementDataFile = LOCAL", "ElementDataFile = ../outside.raw", "ElementDataFile = /etc/hostname", "ElementDataFile = LIST",
-        "ElementDataFile = v%03d.raw 1 3 1", "ElementDataFile = data.raw",
+        "NDims = 3", "NDims = 9", "DimSize = 8 8 3", "DimSize = 100000 100000 100", "DimSize = -1 8 3",
+        "ElementType = MET_FLOAT", "ElementType = MET_UCHAR", "ElementNumberOfChannels = 3", "CompressedData = True",
+        "HeaderSize = -1", "ElementDataFile = LOCAL", "ElementDataFile = ../outside.raw",
+        "ElementDataFile = /etc/hostname", "ElementDataFile = LIST", "ElementDataFile = v%03d.raw 1 3 1",
+        "ElementDataFile = data.raw",
     ]
 )  # fmt: skip
 
@@ -449,7 +566,38 @@ def test_any_metaimage_header_gives_a_volume_or_a_data_error(tmp_path_factory, l
     assert array.dtype == np.float32 and array.ndim == 3
 
 
-YAML_TOKENS = st.sampled_from(["seed", "data", "image_size", ":", " ", "\n", "  ", "-", "[", "]", "{", "}", ",", "&a", "*a", "!!str", "'", '"', "#", "1e999", "-1", "0", "64", "null", "~", "\t", "\xe9", "<<"])
+YAML_TOKENS = st.sampled_from(
+    [
+        "seed",
+        "data",
+        "image_size",
+        ":",
+        " ",
+        "\n",
+        "  ",
+        "-",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "&a",
+        "*a",
+        "!!str",
+        "'",
+        '"',
+        "#",
+        "1e999",
+        "-1",
+        "0",
+        "64",
+        "null",
+        "~",
+        "\t",
+        "\xe9",
+        "<<",
+    ]
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -465,7 +613,11 @@ def test_any_params_file_gives_params_or_a_config_error(tmp_path_factory, text):
 
 def test_images_read_through_the_boundary_are_what_the_table_names(dataset):
     """The happy path is untouched: a path through ./ inside the folder still reads the same pixels."""
-    rewrite_csv(dataset / "slices.csv", lambda rows: [dict(rows[0], image="images/./" + rows[0]["image"].split("/")[-1]), *rows[1:]])
+    rewrite_csv(
+        dataset / "slices.csv",
+        lambda rows: [dict(rows[0], image="images/./" + rows[0]["image"].split("/")[-1]), *rows[1:]],
+    )
     record = read_folder(dataset)[0]
-    np.testing.assert_array_equal(load_image(record), np.asarray(Image.open(dataset / "images" / "case001_slice000.png"), np.float32))
-
+    np.testing.assert_array_equal(
+        load_image(record), np.asarray(Image.open(dataset / "images" / "case001_slice000.png"), np.float32)
+    )

@@ -27,7 +27,11 @@ __all__ = ["build_plugin", "load_model", "read_artefact", "read_roi_data", "trai
 
 def read_artefact(params: Params, ws: Workspace, artefact: str, key: str | None = None) -> Cache:
     """The cache ``artefact`` (of level or supervision ``key``), refused if stale."""
-    return read_cache(artefact_path(ws, artefact, key), expected_config=lineage(params, artefact, key), rerun=rerun_command(artefact, key))
+    return read_cache(
+        artefact_path(ws, artefact, key),
+        expected_config=lineage(params, artefact, key),
+        rerun=rerun_command(artefact, key),
+    )
 
 
 def read_roi_data(params: Params, ws: Workspace) -> RoiData:
@@ -35,7 +39,9 @@ def read_roi_data(params: Params, ws: Workspace) -> RoiData:
     return RoiData.from_caches(read_artefact(params, ws, "dataset"), read_artefact(params, ws, "myocardium"), params)
 
 
-def write_artefact(params: Params, ws: Workspace, artefact: str, key: str | None, arrays: dict[str, Any], **attrs: Any) -> Path:
+def write_artefact(
+    params: Params, ws: Workspace, artefact: str, key: str | None, arrays: dict[str, Any], **attrs: Any
+) -> Path:
     """Write the cache ``artefact`` stamped with its lineage."""
     return write_cache(artefact_path(ws, artefact, key), arrays, config=lineage(params, artefact, key), **attrs)
 
@@ -46,16 +52,22 @@ def load_model(params: Params, ws: Workspace, artefact: str, key: str | None, de
     Its class is whatever plugin params names (typed ``Any``; a CAM generator or a segmenter).
     """
     path = artefact_path(ws, artefact, key)
-    return load_plugin(path, device=device, expected_config=lineage(params, artefact, key), rerun=rerun_command(artefact, key))
+    return load_plugin(
+        path, device=device, expected_config=lineage(params, artefact, key), rerun=rerun_command(artefact, key)
+    )
 
 
 def build_plugin(params: Params, section: str, key: str | None = None, device: str = "cpu") -> Any:
     """A fresh plugin of params section ``section`` (with ``key``'s overrides), seeded with params' seed."""
     chosen = getattr(params, section).plugin
-    return get_plugin(PLUGIN_KINDS[section], chosen)(params.plugin_config(section, key), device=device, seed=params.seed)
+    return get_plugin(PLUGIN_KINDS[section], chosen)(
+        params.plugin_config(section, key), device=device, seed=params.seed
+    )
 
 
-def train_model(params: Params, ws: Workspace, artefact: str, key: str | None, device: str, fit: Callable[[Any, Monitor], None]) -> Path:
+def train_model(
+    params: Params, ws: Workspace, artefact: str, key: str | None, device: str, fit: Callable[[Any, Monitor], None]
+) -> Path:
     """Train the model ``artefact``: ``fit(plugin, monitor)`` on a freshly seeded plugin, then save it.
 
     The monitor writes the training curves to ``curves/<model file stem>`` and a resume

@@ -15,15 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import kornia.enhance as KE
 import kornia.geometry.transform as KT
+import numpy as np
 import torch
 from torch import Tensor
 
 from wsseg.interfaces import Segmenter
 
-__all__ = ["FLIPS", "dihedral", "flip_averaged", "random_affine", "random_dihedral", "random_dihedral_codes", "random_gamma", "segment"]
+__all__ = [
+    "FLIPS",
+    "dihedral",
+    "flip_averaged",
+    "random_affine",
+    "random_dihedral",
+    "random_dihedral_codes",
+    "random_gamma",
+    "segment",
+]
 
 
 def dihedral(x: Tensor, code: int) -> Tensor:
@@ -52,7 +61,9 @@ def random_dihedral(x: Tensor, codes: np.ndarray) -> Tensor:
     return out
 
 
-def random_affine(x: Tensor, rng: np.random.Generator, degrees: float = 180.0, scale: float = 0.15, shift: float = 0.05) -> Tensor:
+def random_affine(
+    x: Tensor, rng: np.random.Generator, degrees: float = 180.0, scale: float = 0.15, shift: float = 0.05
+) -> Tensor:
     """Warp each sample of ``x`` ``(N, C, H, W)`` by a random rotation (uniform in +-``degrees``),
     isotropic scaling (uniform in ``1 +- scale``) and shift (uniform in +-``shift`` of the side)
     about the image centre; bilinear, zeros outside.
@@ -64,7 +75,9 @@ def random_affine(x: Tensor, rng: np.random.Generator, degrees: float = 180.0, s
     centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], dtype=x.dtype).expand(n, 2)
     matrix = KT.get_rotation_matrix2d(centre, angle, factor[:, None].expand(n, 2))
     matrix[:, :, 2] += offset
-    return KT.warp_affine(x, matrix.to(x.device), (height, width), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return KT.warp_affine(
+        x, matrix.to(x.device), (height, width), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
 
 
 def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channel: int = 0) -> Tensor:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pickle
-from typing import Any
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,7 +23,15 @@ def resume_path(model_path: str | Path) -> Path:
 
 
 @distributed.on_main
-def save_plugin(path: str | Path, plugin: CAMGenerator | Segmenter, *, kind: Kind, name: str, config_hash: str, history: list | None = None) -> Path:
+def save_plugin(
+    path: str | Path,
+    plugin: CAMGenerator | Segmenter,
+    *,
+    kind: Kind,
+    name: str,
+    config_hash: str,
+    history: list | None = None,
+) -> Path:
     """Write a trained plugin with its name, config, config hash and training curve, atomically.
 
     The training's resume checkpoint (:func:`resume_path`) is removed once the model is in place.
@@ -55,7 +63,9 @@ def read_checkpoint(path: str | Path, *, expected_config: str | None = None, rer
     try:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
+            checkpoint = torch.load(
+                path, map_location="cpu", weights_only=True
+            )  # tensors and plain values: no code runs
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise CacheError(f"{path} is not a readable model file ({type(exc).__name__}).{hint}") from None
     if not isinstance(checkpoint, dict) or "state" not in checkpoint:
@@ -67,7 +77,9 @@ def read_checkpoint(path: str | Path, *, expected_config: str | None = None, rer
     return checkpoint
 
 
-def load_plugin(path: str | Path, *, device: str | torch.device = "cpu", expected_config: str | None = None, rerun: str = "") -> Any:
+def load_plugin(
+    path: str | Path, *, device: str | torch.device = "cpu", expected_config: str | None = None, rerun: str = ""
+) -> Any:
     """Rebuild the trained plugin saved at ``path`` through the registry."""
     checkpoint = read_checkpoint(path, expected_config=expected_config, rerun=rerun)
     plugin: Any = get_plugin(checkpoint["kind"], checkpoint["plugin"])(checkpoint["config"], device=device)

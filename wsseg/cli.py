@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -34,23 +34,33 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 plugins_app = typer.Typer(
-    help="List, validate, scaffold, disable and enable plugins (CAM generators, pseudo-labelers, segmenters); see docs/plugins.md.",
+    rich_markup_mode="markdown",
+    help="List, validate, scaffold, disable and enable plugins (CAM generators, pseudo-labelers, segmenters); "
+    "see docs/plugins.md.",
     no_args_is_help=True,
 )
 app.add_typer(plugins_app, name="plugins")
 console = Console()
 errors = Console(stderr=True)
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (missing file = all defaults).")]
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="params.yaml to read (missing file = all defaults).")
+]
 WorkdirOption = Annotated[Path, typer.Option("--workdir", "-w", help="Folder for caches, models, metrics and report.")]
 DeviceOption = Annotated[
-    Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: params.yaml's device, itself 'auto': CUDA when present).")
+    str | None,
+    typer.Option(
+        "--device", help="auto | cpu | cuda (default: params.yaml's device, itself 'auto': CUDA when present)."
+    ),
 ]
 LevelOption = Annotated[str, typer.Option("--level", "-l", help="Weak-label level: slice or stack.")]
 KEYS = {"level": ("slice", "stack"), "supervision": ("pixel", "slice", "stack")}
-SupervisionOption = Annotated[str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")]
+SupervisionOption = Annotated[
+    str, typer.Option("--supervision", "-s", help="Fibrosis supervision: pixel, slice or stack.")
+]
 
 
 def _rank_prefix() -> str:
@@ -68,7 +78,7 @@ def _warn_in_one_line(message, category, filename, lineno, file=None, line=None)
 
 
 def _friendly_errors(command: Callable) -> Callable:
-    """Turn expected failures (bad config, bad data, stale caches, plugins, I/O) and warnings into one line on stderr."""
+    """Turn expected failures (config, data, stale caches, plugins, I/O) and warnings into one line on stderr."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -80,7 +90,10 @@ def _friendly_errors(command: Callable) -> Callable:
             _say(errors, "[red]error:[/red]", exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            errors.print("[red]interrupted[/red]: rerun the command to go on (training resumes after its last finished epoch)", highlight=False)
+            errors.print(
+                "[red]interrupted[/red]: rerun the command to go on (training resumes after its last finished epoch)",
+                highlight=False,
+            )
             raise typer.Exit(130) from None
 
     return wrapper
@@ -94,7 +107,9 @@ def _device(value: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def _setup(params_path: Path, workdir: Path, device: str | None = None, *, processes: bool = False) -> tuple[Params, Workspace, str]:
+def _setup(
+    params_path: Path, workdir: Path, device: str | None = None, *, processes: bool = False
+) -> tuple[Params, Workspace, str]:
     """Params, workspace and device of a command; with ``processes``, the command follows params' ``distributed``.
 
     That is: started plainly with more than one process asked for, it runs itself again under
@@ -143,21 +158,26 @@ def synth(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = P
 def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Check and resample the dataset folder (data.source: 'synthetic' or a path) into dataset.h5.
 
-    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD volume per case); see the README for the columns.
+    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD
+    volume per case); see the README for the columns.
     """
     _run("ingest", params, workdir)
 
 
 @app.command("train-myo")
 @_friendly_errors
-def train_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+def train_myo(
+    params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
     """Train the myocardium segmenter on the pixel-labelled train cases."""
     _run("train-myo", params, workdir, device)
 
 
 @app.command("predict-myo")
 @_friendly_errors
-def predict_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+def predict_myo(
+    params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
     """Predict the myocardium of every slice and the region of interest of every case."""
     _run("predict-myo", params, workdir, device)
 
@@ -165,7 +185,10 @@ def predict_myo(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOpti
 @app.command("train-cam")
 @_friendly_errors
 def train_cam(
-    level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+    level: LevelOption = "slice",
+    params: ParamsOption = Path("params.yaml"),
+    workdir: WorkdirOption = Path("data"),
+    device: DeviceOption = None,
 ) -> None:
     """Train the fibrosis classifier (CAM generator) on slice- or stack-level weak labels."""
     _run("train-cam", params, workdir, device, level)
@@ -174,7 +197,10 @@ def train_cam(
 @app.command("predict-cam")
 @_friendly_errors
 def predict_cam(
-    level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+    level: LevelOption = "slice",
+    params: ParamsOption = Path("params.yaml"),
+    workdir: WorkdirOption = Path("data"),
+    device: DeviceOption = None,
 ) -> None:
     """Compute class activation maps and classifier scores for every slice."""
     _run("predict-cam", params, workdir, device, level)
@@ -182,7 +208,9 @@ def predict_cam(
 
 @app.command("pseudo-label")
 @_friendly_errors
-def pseudo_label(level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
+def pseudo_label(
+    level: LevelOption = "slice", params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")
+) -> None:
     """Turn the train cases' CAMs into pixel pseudo-labels (negative weak label -> empty mask)."""
     _run("pseudo-label", params, workdir, key=level)
 
@@ -203,11 +231,21 @@ def train_seg(
 @_friendly_errors
 def predict(
     input_dir: Annotated[
-        Optional[Path], typer.Argument(help="Folder of <case>_slice<NNN>.png (or NIfTI/MHA volumes). Omit to predict the ingested dataset.")
+        Path | None,
+        typer.Argument(
+            help="Folder of `<case>_slice<NNN>.png` (or NIfTI/MHA volumes). Omit to predict the ingested dataset."
+        ),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder for masks and predictions.csv (needed with INPUT_DIR).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder for masks and predictions.csv (needed with INPUT_DIR)."),
+    ] = None,
     split: Annotated[
-        Optional[str], typer.Option("--split", help="INPUT_DIR is a dataset folder (cases.csv): predict only the cases of this split, e.g. test.")
+        str | None,
+        typer.Option(
+            "--split",
+            help="INPUT_DIR is a dataset folder (cases.csv): predict only the cases of this split, e.g. test.",
+        ),
     ] = None,
     supervision: SupervisionOption = "slice",
     params: ParamsOption = Path("params.yaml"),
@@ -216,7 +254,10 @@ def predict(
 ) -> None:
     """Segment myocardium and fibrosis with the models trained in --workdir.
 
-    With INPUT_DIR: writes <stem>_myocardium.png and <stem>_fibrosis.png (0 = no, 255 = yes) at each input's own size, and predictions.csv (image, case_id, slice_index, fibrosis_probability, fibrosis_pixels, myocardium_pixels); a folder of volumes gives <case>_myocardium.nii.gz and <case>_fibrosis.nii.gz. Without INPUT_DIR: predicts the ingested dataset for `wsseg evaluate`.
+    With INPUT_DIR: writes `<stem>_myocardium.png` and `<stem>_fibrosis.png` (0 = no, 255 = yes) at
+    each input's own size, and `predictions.csv` (image, case_id, slice_index, fibrosis_probability,
+    fibrosis_pixels, myocardium_pixels); a folder of volumes gives `<case>_myocardium.nii.gz` and
+    `<case>_fibrosis.nii.gz`. Without INPUT_DIR: predicts the ingested dataset for `wsseg evaluate`.
     """
     if input_dir is None:
         _run("predict", params, workdir, device, supervision)
@@ -255,7 +296,9 @@ def _peak_memory_mib() -> float:
 
 @app.command("run-all")
 @_friendly_errors
-def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None) -> None:
+def run_all(
+    params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
     """Run the whole pipeline with params.yaml, then print the metrics and a timing summary."""
     from wsseg.stages.evaluate import metrics_table
 
@@ -279,7 +322,10 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
         table.add_row(name, f"{seconds:.1f}", f"{memory:.0f}")
     table.add_row("[bold]total[/bold]", f"[bold]{total:.1f}[/bold]", f"[bold]{_peak_memory_mib():.0f}[/bold]")
     console.print(table)
-    stages = [{"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)} for name, seconds, memory in timings]
+    stages = [
+        {"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)}
+        for name, seconds, memory in timings
+    ]
     summary = {"device": str(dev), "total_s": round(total, 1), "peak_mib": round(_peak_memory_mib()), "stages": stages}
     distributed.on_main(ws.timings.write_text)(json.dumps(summary, indent=2))
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
@@ -287,7 +333,10 @@ def run_all(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption =
 
 @app.command()
 @_friendly_errors
-def dvc(params: ParamsOption = Path("params.yaml"), out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("dvc.yaml")) -> None:
+def dvc(
+    params: ParamsOption = Path("params.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("dvc.yaml"),
+) -> None:
     """Write dvc.yaml: the stages that `wsseg run-all` runs for params.yaml, as a DVC pipeline.
 
     Rerun it after changing cam.levels, segmentation.supervisions or data.source; `dvc repro` then runs
@@ -310,7 +359,9 @@ def _kind(value: str) -> Kind:
 
 @plugins_app.command("list")
 @_friendly_errors
-def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+def plugins_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """List every registered plugin with its kind, distribution, version and status (ok, error, disabled)."""
     infos = list_plugins()
     if as_json:
@@ -321,8 +372,13 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         table.add_column(column)
     colours = {"ok": "green", "error": "red", "disabled": "yellow"}
     for info in infos:
-        status = f"[{colours[info.status]}]{info.status}[/{colours[info.status]}]" + (f": {escape(info.error)}" if info.error else "")
-        table.add_row(*(escape(text) for text in (info.name, info.kind.replace("_", " "), info.distribution, info.version)), status)
+        status = f"[{colours[info.status]}]{info.status}[/{colours[info.status]}]" + (
+            f": {escape(info.error)}" if info.error else ""
+        )
+        table.add_row(
+            *(escape(text) for text in (info.name, info.kind.replace("_", " "), info.distribution, info.version)),
+            status,
+        )
     console.print(table)
 
 
@@ -330,13 +386,27 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
 @_friendly_errors
 def plugins_validate(
     name: Annotated[str, typer.Argument(help="Registered plugin name, as in `wsseg plugins list`.")],
-    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="cam-generator, pseudo-labeler or segmenter (needed only when NAME is registered for several kinds).")] = None,
-    config: Annotated[str, typer.Option("--config", "-c", help="Config overrides as a YAML/JSON mapping, e.g. '{epochs: 1}' to train briefly.")] = "{}",
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            "-k",
+            help="cam-generator, pseudo-labeler or segmenter (needed only when NAME is registered for several kinds).",
+        ),
+    ] = None,
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="Config overrides as a YAML/JSON mapping, e.g. '{epochs: 1}' to train briefly."
+        ),
+    ] = "{}",
     device: Annotated[str, typer.Option("--device", help="Device to run the checks on: cpu or cuda.")] = "cpu",
 ) -> None:
     """Import a plugin and run the conformance kit (wsseg.testing) on it, one line per check.
 
-    Checks the interface, the config model and, on small synthetic phantoms, the outputs' shapes, dtypes and ranges, determinism under a seed and the state_dict round trip. Exit code 1 if a check fails.
+    Checks the interface, the config model and, on small synthetic phantoms, the outputs' shapes,
+    dtypes and ranges, determinism under a seed and the state_dict round trip. Exit code 1 if a
+    check fails.
     """
     from wsseg.testing import check_plugin
 
@@ -344,12 +414,14 @@ def plugins_validate(
     if not kinds:
         raise PluginError(f"no plugin named {excerpt(name)} (see `wsseg plugins list`)")
     if len(kinds) > 1:
-        raise PluginError(f"{excerpt(name)} is registered as {' and '.join(k.replace('_', ' ') for k in kinds)}: choose one with --kind")
+        registered = " and ".join(k.replace("_", " ") for k in kinds)
+        raise PluginError(f"{excerpt(name)} is registered as {registered}: choose one with --kind")
     overrides = parse_yaml(config, "--config")
     if not isinstance(overrides, dict):
         raise ConfigError(f"--config: expected a mapping such as '{{epochs: 1}}', got {excerpt(config)}")
     cls = get_plugin(kinds[0], name)
-    console.print(f"validating {kinds[0].replace('_', ' ')} [bold]{escape(name)}[/bold] ({escape(cls.__module__)}.{escape(cls.__qualname__)})")
+    where = escape(f"{cls.__module__}.{cls.__qualname__}")
+    console.print(f"validating {kinds[0].replace('_', ' ')} [bold]{escape(name)}[/bold] ({where})")
     checks = check_plugin(cls, overrides, device=_device(device))
     for check in checks:
         mark = "[green]✓[/green]" if check.passed else "[red]✗[/red]"
@@ -367,7 +439,7 @@ def plugins_new(
     name: Annotated[str, typer.Argument(help="Plugin name for params.yaml, e.g. my-crf (package wsseg-my-crf).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the package in.")] = Path("."),
 ) -> None:
-    """Scaffold an installable plugin package: pyproject.toml with the entry point, config, README and a passing test."""
+    """Scaffold an installable plugin package: pyproject.toml with its entry point, config, README, a passing test."""
     from wsseg.scaffold import scaffold
 
     root = scaffold(_kind(kind), name, out)
@@ -376,7 +448,9 @@ def plugins_new(
 
 @plugins_app.command("disable")
 @_friendly_errors
-def plugins_disable(entry: Annotated[str, typer.Argument(help="Plugin name, or DISTRIBUTION:NAME to disable one of two that clash.")]) -> None:
+def plugins_disable(
+    entry: Annotated[str, typer.Argument(help="Plugin name, or DISTRIBUTION:NAME to disable one of two that clash.")],
+) -> None:
     """Disable a plugin: it is no longer imported nor selectable (stored in the user's wsseg config)."""
     _done(f"'{entry}' disabled (in {disable(entry)})")
 

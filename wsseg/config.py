@@ -12,8 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wsseg.interfaces import Level, PluginConfig
 from wsseg.errors import ConfigError, PluginError, excerpt
+from wsseg.interfaces import Level, PluginConfig
 from wsseg.registry import Kind, get_plugin
 
 Supervision = Literal["pixel", "slice", "stack"]
@@ -50,7 +50,9 @@ class SyntheticConfig(Section):
 class DataAdditions(Section):
     """Data options beyond the paper (off by default)."""
 
-    roi_normalise: bool = Field(False, description="re-normalise intensities inside each ROI crop (percentiles 1..99.5)")
+    roi_normalise: bool = Field(
+        False, description="re-normalise intensities inside each ROI crop (percentiles 1..99.5)"
+    )
 
 
 class DataParams(Section):
@@ -58,10 +60,18 @@ class DataParams(Section):
 
     source: str = Field("synthetic", description="'synthetic' or a dataset folder (cases.csv + slices.csv + images/)")
     synthetic: SyntheticConfig = SyntheticConfig()
-    field_of_view: float = Field(1.0, gt=0, le=1, description="centred fraction of each side kept at ingest, for scans centred on the heart")
-    image_size: int = Field(128, ge=32, le=1024, description="side of the common grid the field of view is resized to at ingest")
-    roi_size: int = Field(64, ge=16, le=512, description="side of the crop around the predicted myocardium for CAM and fibrosis networks")
-    roi_margin: float = Field(0.25, ge=0, le=4, description="crop margin around the myocardium, as a fraction of its extent")
+    field_of_view: float = Field(
+        1.0, gt=0, le=1, description="centred fraction of each side kept at ingest, for scans centred on the heart"
+    )
+    image_size: int = Field(
+        128, ge=32, le=1024, description="side of the common grid the field of view is resized to at ingest"
+    )
+    roi_size: int = Field(
+        64, ge=16, le=512, description="side of the crop around the predicted myocardium for CAM and fibrosis networks"
+    )
+    roi_margin: float = Field(
+        0.25, ge=0, le=4, description="crop margin around the myocardium, as a fraction of its extent"
+    )
     additions: DataAdditions = DataAdditions()
 
     @field_validator("image_size", "roi_size")
@@ -105,14 +115,14 @@ class SegmentationAdditions(Section):
 
     myocardium_channel: list[Level] = Field(
         default_factory=list,
-        description="weak levels whose U-Net also gets the myocardium prediction as an input channel, as the pixel level does",
+        description="weak levels whose U-Net also gets the myocardium prediction as an input channel, as pixel does",
     )
     restrict_to_myocardium: bool = Field(False, description="drop predicted fibrosis outside the predicted myocardium")
     flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips")
     slice_level_labeler: bool = Field(
         False,
-        description="slice level: fibrosis is the pseudo-labeler's mask of the slice classifier's CAM on the slices it scores "
-        "above 0.5, instead of the slice-level U-Net's prediction",
+        description="slice level: fibrosis is the pseudo-labeler's mask of the slice classifier's CAM on the slices "
+        "it scores above 0.5, instead of the slice-level U-Net's prediction",
     )
 
 
@@ -121,7 +131,8 @@ class SegmentationParams(PluginSection):
     supervisions: list[Supervision] = ["pixel", "slice", "stack"]
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is fibrosis")
     overrides: dict[Supervision, dict] = Field(
-        default_factory=dict, description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}"
+        default_factory=dict,
+        description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}",
     )
     additions: SegmentationAdditions = SegmentationAdditions()
 
@@ -137,9 +148,15 @@ class EvaluateParams(Section):
 class DistributedParams(Section):
     """How many processes run each stage (torchrun); 1 x 1 runs it in this process. See docs/distributed.md."""
 
-    nproc_per_node: int = Field(1, ge=1, le=1024, description="processes per machine: one per GPU, or a share of the CPU cores")
-    nnodes: int = Field(1, ge=1, le=4096, description="machines; each runs the same command and they meet at rdzv_endpoint")
-    rdzv_endpoint: str = Field("", description="host:port on the first machine where the processes meet (needed when nnodes > 1)")
+    nproc_per_node: int = Field(
+        1, ge=1, le=1024, description="processes per machine: one per GPU, or a share of the CPU cores"
+    )
+    nnodes: int = Field(
+        1, ge=1, le=4096, description="machines; each runs the same command and they meet at rdzv_endpoint"
+    )
+    rdzv_endpoint: str = Field(
+        "", description="host:port on the first machine where the processes meet (needed when nnodes > 1)"
+    )
 
     @model_validator(mode="after")
     def _endpoint_for_several_nodes(self) -> DistributedParams:
@@ -175,7 +192,7 @@ class Params(Section):
         return self
 
     def predicts_with_labeler(self, supervision: str) -> bool:
-        """Whether ``supervision``'s fibrosis comes from the pseudo-labeler instead of a U-Net (``slice_level_labeler``)."""
+        """Whether ``supervision``'s fibrosis comes from the pseudo-labeler, not a U-Net (``slice_level_labeler``)."""
         return supervision == "slice" and self.segmentation.additions.slice_level_labeler
 
     def plugin_config(self, section: str, key: str | None = None) -> PluginConfig:
@@ -200,7 +217,9 @@ PLUGIN_KINDS: dict[str, Kind] = {
 
 def _describe(error: ValidationError, prefix: str = "") -> str:
     first = error.errors()[0]
-    key = ".".join(str(p) if len(str(p)) <= 40 else excerpt(str(p), 40) for p in (*prefix.split("."), *first["loc"]) if p != "")
+    key = ".".join(
+        str(p) if len(str(p)) <= 40 else excerpt(str(p), 40) for p in (*prefix.split("."), *first["loc"]) if p != ""
+    )
     message = first["msg"].removeprefix("Value error, ")
     given = f" (got {excerpt(first['input'])})" if "input" in first and not isinstance(first["input"], dict) else ""
     return f"{key}: {message}{given}" if key else message
@@ -243,7 +262,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -291,7 +312,9 @@ def merge(base: dict, overlay: dict) -> dict:
     other_plugin = "plugin" in base and overlay.get("plugin", base["plugin"]) != base["plugin"]
     merged = {key: value for key, value in base.items() if not (other_plugin and key == "config")}
     for key, value in overlay.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -324,5 +347,7 @@ def load_params(path: str | Path = "params.yaml", *, allow_extends: bool = True)
     if not path.exists():
         return validate_params({})
     if not allow_extends and "extends" in _read_mapping(path):
-        raise ConfigError(f"{path}: a profile with `extends` cannot be a DVC params file; use `wsseg run-all --params {path}`")
+        raise ConfigError(
+            f"{path}: a profile with `extends` cannot be a DVC params file; use `wsseg run-all --params {path}`"
+        )
     return validate_params(read_mapping(path))

@@ -23,13 +23,28 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["active", "broadcast", "gather_rows", "is_main", "launched", "local_share", "on_main", "parallel", "rank", "relaunch", "setup", "shard_cases", "sum_over_processes", "world_size"]
+__all__ = [
+    "active",
+    "broadcast",
+    "gather_rows",
+    "is_main",
+    "launched",
+    "local_share",
+    "on_main",
+    "parallel",
+    "rank",
+    "relaunch",
+    "setup",
+    "shard_cases",
+    "sum_over_processes",
+    "world_size",
+]
 
 T = TypeVar("T")
 
 
 def launched() -> bool:
-    """Whether this process was started by torchrun (or another launcher setting ``WORLD_SIZE``) with several processes."""
+    """Whether torchrun (or another launcher setting ``WORLD_SIZE``) started this process as one of several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -146,7 +161,7 @@ def local_share(batch: T) -> T:
 
 
 def parallel(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` in DistributedDataParallel when there are several processes (BatchNorm synchronised on CUDA); else itself."""
+    """``module`` in DistributedDataParallel with several processes (BatchNorm synchronised on CUDA); else itself."""
     if not active():
         return module
     if device.type == "cuda":
@@ -174,7 +189,13 @@ def broadcast(value: T) -> T:
 
 
 def relaunch(nproc_per_node: int, nnodes: int, rdzv_endpoint: str) -> int:
-    """Run this very ``wsseg`` command again under torchrun with ``nproc_per_node`` x ``nnodes`` processes; its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}", f"--nnodes={nnodes}"]
+    """Run this very ``wsseg`` command again on torchrun, ``nproc_per_node`` x ``nnodes`` processes; its exit code."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc_per_node}",
+        f"--nnodes={nnodes}",
+    ]
     command += ["--standalone"] if nnodes == 1 else ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
     return subprocess.call([*command, "-m", "wsseg", *sys.argv[1:]])

@@ -88,7 +88,7 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class Plugin(ABC):
+class Plugin(ABC):  # noqa: B024 (abstract: the three interfaces below add the abstract methods)
     """What all plugins share: a validated config, a device and a seed.
 
     Override ``__init__`` only to add state, calling ``super().__init__`` first.
@@ -127,7 +127,9 @@ class WeakSet:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.ndim != 3 or self.myocardium.shape != self.images.shape:
-            raise ValueError(f"images and myocardium must both be (N, H, W); got {self.images.shape} and {self.myocardium.shape}")
+            raise ValueError(
+                f"images and myocardium must both be (N, H, W); got {self.images.shape} and {self.myocardium.shape}"
+            )
         if self.stack_ids.shape != (n,) or (self.labels is not None and np.shape(self.labels) != (n,)):
             raise ValueError("stack_ids and labels need one entry per slice")
 

@@ -16,12 +16,16 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2 * (predicted & truth).sum() / total)
 
 
-def case_dice(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], case_ids: Sequence[str]) -> dict[str, float]:
+def case_dice(
+    predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], case_ids: Sequence[str]
+) -> dict[str, float]:
     """Dice per case, pooling the pixels of all the case's slices."""
     scores = {}
     for case in dict.fromkeys(case_ids):
         rows = [i for i, c in enumerate(case_ids) if c == case]
-        scores[case] = dice(np.concatenate([np.ravel(predicted[i]) for i in rows]), np.concatenate([np.ravel(truth[i]) for i in rows]))
+        scores[case] = dice(
+            np.concatenate([np.ravel(predicted[i]) for i in rows]), np.concatenate([np.ravel(truth[i]) for i in rows])
+        )
     return scores
 
 

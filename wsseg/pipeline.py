@@ -30,7 +30,19 @@ from wsseg.config import PLUGIN_KINDS, Params
 from wsseg.hashing import config_hash
 from wsseg.workspace import Workspace
 
-__all__ = ["STAGES", "Stage", "artefact_path", "dvc_stages", "dvc_yaml", "lineage", "planned_steps", "producer", "rerun_command", "run_stage", "stage_named"]
+__all__ = [
+    "STAGES",
+    "Stage",
+    "artefact_path",
+    "dvc_stages",
+    "dvc_yaml",
+    "lineage",
+    "planned_steps",
+    "producer",
+    "rerun_command",
+    "run_stage",
+    "stage_named",
+]
 
 Ref = tuple[str, "str | None"]
 """An artefact and its level or supervision (``None`` for artefacts made once)."""
@@ -110,13 +122,21 @@ def _predictor(params: Params, supervision: str | None) -> list[Ref]:
     It finds the myocardium and the ROIs again as ``predict-myo`` does; depending on that cache
     carries their settings.
     """
-    fibrosis: Ref = ("pseudo_labels", "slice") if params.predicts_with_labeler(str(supervision)) else ("fibrosis_model", supervision)
+    fibrosis: Ref = (
+        ("pseudo_labels", "slice")
+        if params.predicts_with_labeler(str(supervision))
+        else ("fibrosis_model", supervision)
+    )
     classifier: list[Ref] = [("cam_model", "slice")] if "slice" in params.cam.levels else []
     return [*_ROI, fibrosis, *classifier]
 
 
 def _evaluated(params: Params, key: str | None) -> list[Ref]:
-    return [("dataset", None), *(("predictions", s) for s in params.segmentation.supervisions), *(("cams", level) for level in params.cam.levels)]
+    return [
+        ("dataset", None),
+        *(("predictions", s) for s in params.segmentation.supervisions),
+        *(("cams", level) for level in params.cam.levels),
+    ]
 
 
 def _curves(ws: Workspace, stem: str) -> list[Path]:
@@ -125,74 +145,149 @@ def _curves(ws: Workspace, stem: str) -> list[Path]:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "synth", "wsseg.stages.ingest:synth", "synthetic", "phantoms", "folder",
+        command="synth",
+        run="wsseg.stages.ingest:synth",
+        makes="synthetic",
+        summary="phantoms",
+        kind="folder",
         params=("data.synthetic",),
         instances=lambda p: [None] if p.data.source == "synthetic" else [],
     ),
     Stage(
-        "ingest", "wsseg.stages.ingest:ingest", "dataset", "dataset cache", "cache",
+        command="ingest",
+        run="wsseg.stages.ingest:ingest",
+        makes="dataset",
+        summary="dataset cache",
+        kind="cache",
         params=("data.source", "data.field_of_view", "data.image_size"),
         upstream=lambda p, key: [("synthetic", None)] if p.data.source == "synthetic" else [],
     ),
     Stage(
-        "train-myo", "wsseg.stages.myocardium:train_myocardium", "myocardium_model", "myocardium model", "model",
+        command="train-myo",
+        run="wsseg.stages.myocardium:train_myocardium",
+        makes="myocardium_model",
+        summary="myocardium model",
+        kind="model",
         params=("seed", "myocardium.plugin", "myocardium.config"),
         upstream=lambda p, key: [("dataset", None)],
-        plugin="myocardium", device=True, processes=True,
+        plugin="myocardium",
+        device=True,
+        processes=True,
         extra_outs=lambda ws, key: _curves(ws, "myocardium"),
     ),
     Stage(
-        "predict-myo", "wsseg.stages.myocardium:predict_myocardium", "myocardium", "myocardium cache", "cache",
-        params=("data.roi_size", "data.roi_margin", "data.additions.roi_normalise", "myocardium.threshold", "myocardium.additions.flips"),
+        command="predict-myo",
+        run="wsseg.stages.myocardium:predict_myocardium",
+        makes="myocardium",
+        summary="myocardium cache",
+        kind="cache",
+        params=(
+            "data.roi_size",
+            "data.roi_margin",
+            "data.additions.roi_normalise",
+            "myocardium.threshold",
+            "myocardium.additions.flips",
+        ),
         upstream=lambda p, key: [("dataset", None), ("myocardium_model", None)],
-        device=True, processes=True,
+        device=True,
+        processes=True,
     ),
     Stage(
-        "train-cam", "wsseg.stages.cams:train_cam", "cam_model", "{key}-level CAM model", "model", per="level",
+        command="train-cam",
+        run="wsseg.stages.cams:train_cam",
+        makes="cam_model",
+        summary="{key}-level CAM model",
+        kind="model",
+        per="level",
         params=("seed", "cam.plugin", "cam.config"),
         upstream=lambda p, key: [*_ROI],
-        instances=_levels, plugin="cam", device=True, processes=True,
+        instances=_levels,
+        plugin="cam",
+        device=True,
+        processes=True,
         extra_outs=lambda ws, key: _curves(ws, f"cam-{key}"),
     ),
     Stage(
-        "predict-cam", "wsseg.stages.cams:predict_cams", "cams", "{key}-level CAMs", "cache", per="level",
+        command="predict-cam",
+        run="wsseg.stages.cams:predict_cams",
+        makes="cams",
+        summary="{key}-level CAMs",
+        kind="cache",
+        per="level",
         upstream=lambda p, key: [*_ROI, ("cam_model", key)],
-        instances=_levels, device=True, processes=True,
+        instances=_levels,
+        device=True,
+        processes=True,
     ),
     Stage(
-        "pseudo-label", "wsseg.stages.pseudo_labels:pseudo_label", "pseudo_labels", "{key}-level pseudo-labels", "cache", per="level",
+        command="pseudo-label",
+        run="wsseg.stages.pseudo_labels:pseudo_label",
+        makes="pseudo_labels",
+        summary="{key}-level pseudo-labels",
+        kind="cache",
+        per="level",
         params=("pseudo_label.plugin", "pseudo_label.config"),
         upstream=lambda p, key: [*_ROI, ("cams", key)],
-        instances=_pseudo_labelled_levels, processes=True,
+        instances=_pseudo_labelled_levels,
+        processes=True,
     ),
     Stage(
-        "train-seg", "wsseg.stages.fibrosis:train_fibrosis", "fibrosis_model", "{key}-level fibrosis model", "model", per="supervision",
-        params=("seed", "segmentation.plugin", "segmentation.config", "segmentation.overrides[key]", "segmentation.additions.myocardium_channel[key]"),
+        command="train-seg",
+        run="wsseg.stages.fibrosis:train_fibrosis",
+        makes="fibrosis_model",
+        summary="{key}-level fibrosis model",
+        kind="model",
+        per="supervision",
+        params=(
+            "seed",
+            "segmentation.plugin",
+            "segmentation.config",
+            "segmentation.overrides[key]",
+            "segmentation.additions.myocardium_channel[key]",
+        ),
         upstream=_fibrosis_labels,
-        instances=_trained_supervisions, plugin="segmentation", device=True, processes=True,
+        instances=_trained_supervisions,
+        plugin="segmentation",
+        device=True,
+        processes=True,
         extra_outs=lambda ws, key: _curves(ws, f"fibrosis-{key}"),
     ),
     Stage(
-        "predict", "wsseg.stages.predict:predict_dataset", "predictions", "{key}-level predictions", "cache", per="supervision",
+        command="predict",
+        run="wsseg.stages.predict:predict_dataset",
+        makes="predictions",
+        summary="{key}-level predictions",
+        kind="cache",
+        per="supervision",
         params=(
             "segmentation.threshold",
             "segmentation.additions.restrict_to_myocardium",
             "segmentation.additions.flips",
         ),
         upstream=_predictor,
-        instances=_supervisions, device=True, processes=True,
+        instances=_supervisions,
+        device=True,
+        processes=True,
     ),
     Stage(
-        "evaluate", "wsseg.stages.evaluate:evaluate", "metrics", "metrics", "metrics",
+        command="evaluate",
+        run="wsseg.stages.evaluate:evaluate",
+        makes="metrics",
+        summary="metrics",
+        kind="metrics",
         params=("evaluate",),
         upstream=_evaluated,
         extra_outs=lambda ws, key: [ws.per_case_metrics],
     ),
     Stage(
-        "report", "wsseg.stages.report:report", "report", "report", "folder",
+        command="report",
+        run="wsseg.stages.report:report",
+        makes="report",
+        summary="report",
+        kind="folder",
         upstream=lambda p, key: [("metrics", None)],
     ),
-)  # fmt: skip
+)
 
 _BY_COMMAND = {stage.command: stage for stage in STAGES}
 _BY_ARTEFACT = {stage.makes: stage for stage in STAGES}
@@ -253,14 +348,18 @@ def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     return config_hash(artefact, key, upstream, [_value(params, name, key) for name in made_by.params])
 
 
-def _dvc_entry(made_by: Stage, params: Params, ws: Workspace, params_file: str, key: str | None, shown: str | None) -> dict[str, Any]:
+def _dvc_entry(
+    made_by: Stage, params: Params, ws: Workspace, params_file: str, key: str | None, shown: str | None
+) -> dict[str, Any]:
     """One DVC stage for ``key``, with ``shown`` (the key, or DVC's ``${item}``) in its command and paths."""
 
     def as_shown(item: str | None) -> str | None:
         return shown if item is not None and item == key else item
 
     default = params_file == "params.yaml"
-    entry: dict[str, Any] = {"cmd": f"wsseg {made_by.command}{made_by.option(shown)}" + ("" if default else f" --params {params_file}")}
+    entry: dict[str, Any] = {
+        "cmd": f"wsseg {made_by.command}{made_by.option(shown)}" + ("" if default else f" --params {params_file}")
+    }
     deps = [str(artefact_path(ws, name, as_shown(item))) for name, item in made_by.upstream(params, key)]
     if made_by.command == "ingest" and params.data.source != "synthetic":
         deps.append(params.data.source)

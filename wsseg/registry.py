@@ -76,8 +76,14 @@ def _load(kind: Kind, ep: EntryPoint) -> type[Plugin]:
     if not (isinstance(cls, type) and issubclass(cls, BASES[kind])):
         raise PluginError(f"{ep.value} is not a subclass of wsseg.{BASES[kind].__name__}")
     if cls.api_version != API_VERSION:
-        written = f"written for wsseg plugin API {cls.api_version}" if cls.api_version is not None else "declares no api_version"
-        raise PluginError(f"{ep.value} {written}; this wsseg has API {API_VERSION}: install a release of the plugin made for it")
+        written = (
+            f"written for wsseg plugin API {cls.api_version}"
+            if cls.api_version is not None
+            else "declares no api_version"
+        )
+        raise PluginError(
+            f"{ep.value} {written}; this wsseg has API {API_VERSION}: install a release of the plugin made for it"
+        )
     return cls
 
 
@@ -163,7 +169,17 @@ def list_plugins() -> list[PluginInfo]:
                     _load(kind, ep)
                 except Exception as exc:  # a broken plugin must not break the listing
                     status, error = "error", f"{type(exc).__name__}: {exc}"
-            infos.append(PluginInfo(name=ep.name, kind=kind, target=ep.value, distribution=dist, version=version, status=status, error=error))
+            infos.append(
+                PluginInfo(
+                    name=ep.name,
+                    kind=kind,
+                    target=ep.value,
+                    distribution=dist,
+                    version=version,
+                    status=status,
+                    error=error,
+                )
+            )
     return infos
 
 
@@ -190,7 +206,8 @@ def get_plugin(kind: Kind, name: str) -> type[Plugin]:
     matches = [ep for ep in registered if not is_disabled(ep, entries)]
     if registered and not matches:
         raise PluginError(
-            f"{_label(kind)} plugin {excerpt(name)} is disabled (by {DISABLED_ENV} or {disabled_file()}; `wsseg plugins enable` undoes the latter)"
+            f"{_label(kind)} plugin {excerpt(name)} is disabled (by {DISABLED_ENV} or {disabled_file()}; "
+            "`wsseg plugins enable` undoes the latter)"
         )
     if not matches:
         known = ", ".join(names(kind)) or "none installed"
@@ -207,4 +224,6 @@ def get_plugin(kind: Kind, name: str) -> type[Plugin]:
     except PluginError:
         raise
     except Exception as exc:
-        raise PluginError(f"{_label(kind)} plugin {excerpt(name)} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"{_label(kind)} plugin {excerpt(name)} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -20,7 +20,11 @@ from wsseg.registry import GROUPS, Kind
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SUFFIX: dict[Kind, str] = {"cam_generator": "CAMGenerator", "pseudo_labeler": "Labeler", "segmenter": "Segmenter"}
 TEST_CONFIG: dict[Kind, str] = {"cam_generator": '{"epochs": 2}', "pseudo_labeler": "{}", "segmenter": '{"epochs": 2}'}
-PARAMS_SECTION: dict[Kind, str] = {"cam_generator": "cam", "pseudo_labeler": "pseudo_label", "segmenter": "segmentation"}
+PARAMS_SECTION: dict[Kind, str] = {
+    "cam_generator": "cam",
+    "pseudo_labeler": "pseudo_label",
+    "segmenter": "segmentation",
+}
 
 PYPROJECT = """\
 [build-system]
@@ -152,7 +156,9 @@ class $cls(Segmenter):
         c = self.config.channels
         self.in_channels = in_channels
         self.network = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, 1, 1)
+            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, 1, 1),
         ).to(self.device)
         return self.network
 
@@ -168,7 +174,8 @@ class $cls(Segmenter):
         def loss(model: nn.Module, index) -> torch.Tensor:
             return F.binary_cross_entropy_with_logits(model(x[index].to(self.device))[:, 0], y[index].to(self.device))
 
-        train_loop(network, batches, loss, epochs=self.config.epochs, lr=self.config.lr, seed=self.seed, monitor=monitor)
+        cfg = self.config
+        train_loop(network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor)
 
     @torch.no_grad()
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -222,7 +229,9 @@ class $cls(CAMGenerator):
         torch.manual_seed(seed)
         c = self.config.channels
         self.network = nn.Sequential(
-            nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, 1, 1)
+            nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, 1, 1),
         ).to(self.device)
 
     @staticmethod
@@ -240,7 +249,8 @@ class $cls(CAMGenerator):
             logits = model(x[index].to(self.device)).mean(dim=(1, 2, 3))
             return F.binary_cross_entropy_with_logits(logits, y[index].to(self.device))
 
-        train_loop(self.network, batches, loss, epochs=self.config.epochs, lr=self.config.lr, seed=self.seed, monitor=monitor)
+        cfg = self.config
+        train_loop(self.network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor)
 
     @torch.no_grad()
     def generate(self, data: WeakSet) -> CAMOutput:
@@ -269,7 +279,9 @@ def compatible_range(wsseg_version: str) -> str:
 def scaffold(kind: Kind, name: str, out: str | Path = ".") -> Path:
     """Write the package for a ``kind`` plugin called ``name`` under ``out``; return its folder."""
     if not NAME.match(name):
-        raise PluginError(f"plugin name '{name}': use lower-case letters, digits and single hyphens, starting with a letter")
+        raise PluginError(
+            f"plugin name '{name}': use lower-case letters, digits and single hyphens, starting with a letter"
+        )
     module = "wsseg_" + name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-")) + SUFFIX[kind]
     root = Path(out) / f"wsseg-{name}"

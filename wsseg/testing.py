@@ -17,11 +17,11 @@ kit trains CAM generators and segmenters (twice, for the determinism check) on a
 from __future__ import annotations
 
 import copy
-from functools import partial
 import inspect
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,29 @@ import torch
 from pydantic import ValidationError
 
 from wsseg.data.synthetic import SyntheticConfig, phantom_case
-from wsseg.interfaces import API_VERSION, CAMGenerator, CAMOutput, Level, Plugin, PluginConfig, PseudoLabeler, Segmenter, WeakSet
+from wsseg.interfaces import (
+    API_VERSION,
+    CAMGenerator,
+    CAMOutput,
+    Level,
+    Plugin,
+    PluginConfig,
+    PseudoLabeler,
+    Segmenter,
+    WeakSet,
+)
 from wsseg.training import Monitor
 
-__all__ = ["Check", "Phantoms", "assert_conforms", "check_cam_generator", "check_plugin", "check_pseudo_labeler", "check_segmenter", "phantoms"]
+__all__ = [
+    "Check",
+    "Phantoms",
+    "assert_conforms",
+    "check_cam_generator",
+    "check_plugin",
+    "check_pseudo_labeler",
+    "check_segmenter",
+    "phantoms",
+]
 
 SIZE = 32
 """Side of the synthetic slices (divisible by 32, so networks may halve it 5 times)."""
@@ -140,16 +159,27 @@ def _common_checks(checks: _Checks, cls: Any, base: type[Plugin], config: dict |
     def interface() -> None:
         _expect(isinstance(cls, type) and issubclass(cls, base), f"{cls!r} does not derive from wsseg.{base.__name__}")
         _expect(not inspect.isabstract(cls), f"abstract methods left: {', '.join(sorted(cls.__abstractmethods__))}")
-        _expect(cls.api_version == API_VERSION, f"api_version is {cls.api_version!r}; set it to {API_VERSION}, the plugin API of this wsseg")
+        _expect(
+            cls.api_version == API_VERSION,
+            f"api_version is {cls.api_version!r}; set it to {API_VERSION}, the plugin API of this wsseg",
+        )
 
     def config_model() -> None:
         model = cls.Config
-        _expect(isinstance(model, type) and issubclass(model, PluginConfig), "Config must be a subclass of wsseg.PluginConfig")
+        _expect(
+            isinstance(model, type) and issubclass(model, PluginConfig),
+            "Config must be a subclass of wsseg.PluginConfig",
+        )
         try:
             defaults = model()
         except ValidationError as exc:
-            raise AssertionError(f"Config() needs a default for every field: {'.'.join(map(str, exc.errors()[0]['loc']))}") from None
-        _expect(model.model_validate(defaults.model_dump(mode="json")) == defaults, "defaults do not survive a JSON round trip")
+            raise AssertionError(
+                f"Config() needs a default for every field: {'.'.join(map(str, exc.errors()[0]['loc']))}"
+            ) from None
+        _expect(
+            model.model_validate(defaults.model_dump(mode="json")) == defaults,
+            "defaults do not survive a JSON round trip",
+        )
         try:
             model.model_validate({"no_such_key_": 1})
         except ValidationError:
@@ -193,12 +223,22 @@ def check_pseudo_labeler(cls: Any, config: dict | None = None, *, device: str = 
 
     def output() -> None:
         for rows, cols in ((SIZE, SIZE), (SIZE, SIZE - 8)):
-            mask = np.asarray(make(0).label(cam[: rows // CAM_STRIDE, : cols // CAM_STRIDE], image[:rows, :cols], myocardium[:rows, :cols], True))
+            mask = np.asarray(
+                make(0).label(
+                    cam[: rows // CAM_STRIDE, : cols // CAM_STRIDE], image[:rows, :cols], myocardium[:rows, :cols], True
+                )
+            )
             _expect(mask.shape == (rows, cols), f"mask shape {mask.shape} for an image of {(rows, cols)}")
-            _expect(mask.dtype == bool or np.isin(mask, (0, 1)).all(), f"mask is {mask.dtype} with values other than 0 and 1")
+            _expect(
+                mask.dtype == bool or np.isin(mask, (0, 1)).all(),
+                f"mask is {mask.dtype} with values other than 0 and 1",
+            )
 
     def negative() -> None:
-        _expect(not np.asarray(make(0).label(cam, image, myocardium, False)).any(), "a negative weak label gave a non-empty mask")
+        _expect(
+            not np.asarray(make(0).label(cam, image, myocardium, False)).any(),
+            "a negative weak label gave a non-empty mask",
+        )
 
     def finds_lesion() -> None:
         mask = np.asarray(make(0).label(cam, image, myocardium, True), bool)
@@ -212,12 +252,17 @@ def check_pseudo_labeler(cls: Any, config: dict | None = None, *, device: str = 
     def untouched() -> None:
         inputs = (cam.copy(), image.copy(), myocardium.copy())
         make(0).label(*inputs, True)
-        _expect(all(np.array_equal(a, b) for a, b in zip(inputs, (cam, image, myocardium))), "label() modified its inputs")
+        _expect(
+            all(np.array_equal(a, b) for a, b in zip(inputs, (cam, image, myocardium))), "label() modified its inputs"
+        )
 
     def deterministic() -> None:
         first, again = make(0), make(0)
         masks = [np.asarray(p.label(cam, image, myocardium, True)) for p in (first, first, again)]
-        _expect(np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2]), "same inputs and seed gave different masks")
+        _expect(
+            np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2]),
+            "same inputs and seed gave different masks",
+        )
 
     checks("label(): bool (H, W) mask on the image grid, square or not", output, make)
     checks("negative weak label gives an empty mask", negative, make)
@@ -254,7 +299,10 @@ def check_cam_generator(cls: Any, config: dict | None = None, *, device: str = "
     levels = getattr(cls, "levels", ())
 
     def valid_levels() -> None:
-        _expect(len(levels) > 0 and set(levels) <= {"slice", "stack"}, f"levels must be a non-empty subset of (slice, stack), got {levels!r}")
+        _expect(
+            len(levels) > 0 and set(levels) <= {"slice", "stack"},
+            f"levels must be a non-empty subset of (slice, stack), got {levels!r}",
+        )
 
     ok = checks("levels: a non-empty subset of (slice, stack)", valid_levels, make)
     for level in levels if ok else ():
@@ -270,7 +318,10 @@ def check_cam_generator(cls: Any, config: dict | None = None, *, device: str = "
             n, n_stacks = len(val.images), len(val.weak_set().stacks())
             cams = np.asarray(result.cams)
             _expect(cams.ndim == 3 and len(cams) == n, f"cams shape {cams.shape}, expected ({n}, h, w)")
-            _expect(cams.shape[1] <= SIZE and cams.shape[2] <= SIZE, f"cams grid {cams.shape[1:]} finer than the images' {(SIZE, SIZE)}")
+            _expect(
+                cams.shape[1] <= SIZE and cams.shape[2] <= SIZE,
+                f"cams grid {cams.shape[1:]} finer than the images' {(SIZE, SIZE)}",
+            )
             _expect(np.isfinite(cams).all(), "cams hold NaN or infinite values")
             for field, length in (("slice_scores", n), ("stack_scores", n_stacks)):
                 scores = np.asarray(getattr(result, field))
@@ -278,7 +329,7 @@ def check_cam_generator(cls: Any, config: dict | None = None, *, device: str = "
                 _expect(bool(np.all((scores >= 0) & (scores <= 1))), f"{field} outside [0, 1]")
             return result
 
-        def labels_ignored(generator: Any, result: CAMOutput) -> None:
+        def labels_ignored(generator: Any, result: CAMOutput, level: Level = level) -> None:
             _same_output(generator.generate(val.weak_set(level)), result, "generate() with and without labels")
 
         def deterministic(result: CAMOutput, level: Level = level) -> None:
@@ -288,10 +339,21 @@ def check_cam_generator(cls: Any, config: dict | None = None, *, device: str = "
             _same_output(_round_trip(generator, make).generate(val.weak_set()), result, "after state_dict round trip")
 
         generator = checks(f"[{level}] fit() on weak labels (no pixel labels)", fit)
-        result = checks(f"[{level}] generate(): (N, h, w) finite CAMs, scores in [0, 1] per slice and stack", partial(output, generator), generator)
-        checks(f"[{level}] generate() ignores the labels", partial(labels_ignored, generator, result), generator, result)
+        result = checks(
+            f"[{level}] generate(): (N, h, w) finite CAMs, scores in [0, 1] per slice and stack",
+            partial(output, generator),
+            generator,
+        )
+        checks(
+            f"[{level}] generate() ignores the labels", partial(labels_ignored, generator, result), generator, result
+        )
         checks(f"[{level}] deterministic under a seed", partial(deterministic, result), result)
-        checks(f"[{level}] state_dict() round trip through torch.save", partial(round_trip, generator, result), generator, result)
+        checks(
+            f"[{level}] state_dict() round trip through torch.save",
+            partial(round_trip, generator, result),
+            generator,
+            result,
+        )
     return checks.results
 
 
@@ -315,13 +377,18 @@ def check_segmenter(cls: Any, config: dict | None = None, *, device: str = "cpu"
     def output(segmenter: Any) -> np.ndarray:
         for batch in (val_inputs, val_inputs[:1]):
             p = np.asarray(segmenter.predict(batch))
-            _expect(p.shape == (len(batch), SIZE, SIZE), f"predict() shape {p.shape}, expected {(len(batch), SIZE, SIZE)}")
+            _expect(
+                p.shape == (len(batch), SIZE, SIZE), f"predict() shape {p.shape}, expected {(len(batch), SIZE, SIZE)}"
+            )
             _expect(p.dtype == np.float32, f"predict() dtype {p.dtype}, expected float32")
             _expect(bool(np.all((p >= 0) & (p <= 1))), "probabilities outside [0, 1] (or NaN)")
         return segmenter.predict(val_inputs)
 
     def deterministic(probabilities: np.ndarray) -> None:
-        _expect(np.allclose(fit().predict(val_inputs), probabilities, atol=1e-5), "two fits with the same seed predict differently")
+        _expect(
+            np.allclose(fit().predict(val_inputs), probabilities, atol=1e-5),
+            "two fits with the same seed predict differently",
+        )
 
     def round_trip(segmenter: Plugin, probabilities: np.ndarray) -> None:
         restored = _round_trip(segmenter, make).predict(val_inputs)
@@ -330,7 +397,12 @@ def check_segmenter(cls: Any, config: dict | None = None, *, device: str = "cpu"
     segmenter = checks("fit() on (N, C, H, W) inputs and (N, H, W) masks", fit, make)
     probabilities = checks("predict(): float32 (N, H, W) probabilities in [0, 1]", lambda: output(segmenter), segmenter)
     checks("deterministic under a seed", lambda: deterministic(probabilities), probabilities)
-    checks("state_dict() round trip through torch.save", lambda: round_trip(segmenter, probabilities), segmenter, probabilities)
+    checks(
+        "state_dict() round trip through torch.save",
+        lambda: round_trip(segmenter, probabilities),
+        segmenter,
+        probabilities,
+    )
     return checks.results
 
 
@@ -348,11 +420,20 @@ def check_plugin(cls: Any, config: dict | None = None, *, device: str = "cpu") -
     for base, checker in CHECKERS.items():
         if isinstance(cls, type) and issubclass(cls, base):
             return checker(cls, config, device=device)
-    return [Check("derives from the interface, nothing abstract left", False, f"{cls!r} derives from none of CAMGenerator, PseudoLabeler, Segmenter")]
+    return [
+        Check(
+            "derives from the interface, nothing abstract left",
+            False,
+            f"{cls!r} derives from none of CAMGenerator, PseudoLabeler, Segmenter",
+        )
+    ]
 
 
 def assert_conforms(cls: Any, config: dict | None = None, *, device: str = "cpu") -> None:
     """Fail (``AssertionError``) with every failed check of :func:`check_plugin`."""
     failed = [c for c in check_plugin(cls, config, device=device) if not c.passed]
     if failed:
-        raise AssertionError(f"{cls.__name__} fails {len(failed)} conformance check(s):\n" + "\n".join(f"- {c.name}: {c.detail}" for c in failed))
+        raise AssertionError(
+            f"{cls.__name__} fails {len(failed)} conformance check(s):\n"
+            + "\n".join(f"- {c.name}: {c.detail}" for c in failed)
+        )

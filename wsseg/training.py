@@ -15,8 +15,8 @@ from torch import nn
 
 from wsseg import distributed
 from wsseg.atomic import atomic_path
-from wsseg.hashing import config_hash
 from wsseg.errors import ConfigError, excerpt
+from wsseg.hashing import config_hash
 from wsseg.progress import progress_bar
 
 __all__ = ["Monitor", "minibatches", "resolve_device", "seed_everything", "train_loop"]
@@ -50,7 +50,9 @@ class Monitor:
     Under torchrun only rank 0 shows progress and writes curves and checkpoints.
     """
 
-    def __init__(self, name: str, curves_dir: str | Path | None = None, *, resume: str | Path | None = None, config: str = ""):
+    def __init__(
+        self, name: str, curves_dir: str | Path | None = None, *, resume: str | Path | None = None, config: str = ""
+    ):
         self.name = name
         self.resume = Path(resume) if resume is not None else None
         self.config = config
@@ -92,7 +94,10 @@ def _resume_state(monitor: Monitor, fingerprint: str) -> dict | None:
     except Exception:  # an unreadable resume file only costs the epochs it held
         state = None
     if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
-        warnings.warn(f"{monitor.resume} is from another configuration or unreadable: training {monitor.name} from the start")
+        warnings.warn(
+            f"{monitor.resume} is from another configuration or unreadable: training {monitor.name} from the start",
+            stacklevel=2,
+        )
         return None
     return state
 
@@ -103,7 +108,16 @@ def _numpy_state() -> tuple:
     return (name, np.asarray(keys).tolist(), *rest)
 
 
-def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator, best: dict | None) -> None:
+def _save_resume(
+    monitor: Monitor,
+    fingerprint: str,
+    epoch: int,
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    scheduler,
+    rng: np.random.Generator,
+    best: dict | None,
+) -> None:
     """Everything needed to continue after ``epoch`` exactly as if never stopped, written atomically."""
     state = {
         "fingerprint": fingerprint,
@@ -124,7 +138,14 @@ def _save_resume(monitor: Monitor, fingerprint: str, epoch: int, model: nn.Modul
         torch.save(state, tmp)
 
 
-def _restore(state: dict, monitor: Monitor, model: nn.Module, optimiser: torch.optim.Optimizer, scheduler, rng: np.random.Generator) -> int:
+def _restore(
+    state: dict,
+    monitor: Monitor,
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    scheduler,
+    rng: np.random.Generator,
+) -> int:
     """Load a resume checkpoint into the training objects and replay its curves; the epochs done."""
     model.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
@@ -214,7 +235,11 @@ def train_loop(
             metrics.update(figures or {})
         monitor.log(**metrics)
         if select is not None and (best is None or metrics[select] > best["score"]):
-            best = {"epoch": epoch, "score": metrics[select], "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "epoch": epoch,
+                "score": metrics[select],
+                "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
         if monitor.resume is not None and distributed.is_main():
             _save_resume(monitor, fingerprint, epoch, model, optimiser, scheduler, rng, best)
     if best is not None:
@@ -231,7 +256,9 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool
     """
     processes = distributed.world_size()
     if batch_size < processes:
-        raise ConfigError(f"batch size {batch_size} is smaller than the {processes} processes: raise it to at least {processes}")
+        raise ConfigError(
+            f"batch size {batch_size} is smaller than the {processes} processes: raise it to at least {processes}"
+        )
     order = rng.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
         batch = order[start : start + batch_size]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 @dataclass(frozen=True)
 class Workspace:
     """The layout of a run's outputs under one root folder (``data/`` by default)."""

@@ -36,16 +36,34 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
     "no DenseCRF": ("slice", {"pseudo_label": {"config": {"crf": False}}}),
-    "CAM not restricted to the myocardium on the image grid (the paper)": ("slice", {"pseudo_label": {"config": {"myocardium_threshold": None}}}),
+    "CAM not restricted to the myocardium on the image grid (the paper)": (
+        "slice",
+        {"pseudo_label": {"config": {"myocardium_threshold": None}}},
+    ),
     "weak U-Nets on the image only (the paper)": ("slice", {"segmentation": {"additions": {"myocardium_channel": []}}}),
-    "weak U-Nets on the image only (the paper), stack-level": ("stack", {"segmentation": {"additions": {"myocardium_channel": []}}}),
+    "weak U-Nets on the image only (the paper), stack-level": (
+        "stack",
+        {"segmentation": {"additions": {"myocardium_channel": []}}},
+    ),
     "option: stack classifier trained on its slices": ("stack", {"cam": {"config": {"stack_training": "slices"}}}),
-    "option: slice-level fibrosis from the pseudo-labeler": ("slice", {"segmentation": {"additions": {"slice_level_labeler": True}}}),
-    "option: fibrosis restricted to the predicted myocardium": ("slice", {"segmentation": {"additions": {"restrict_to_myocardium": True}}}),
+    "option: slice-level fibrosis from the pseudo-labeler": (
+        "slice",
+        {"segmentation": {"additions": {"slice_level_labeler": True}}},
+    ),
+    "option: fibrosis restricted to the predicted myocardium": (
+        "slice",
+        {"segmentation": {"additions": {"restrict_to_myocardium": True}}},
+    ),
     "without ROI intensity normalisation": ("slice", {"data": {"additions": {"roi_normalise": False}}}),
     "without ROI intensity normalisation, pixel-level": ("pixel", {"data": {"additions": {"roi_normalise": False}}}),
-    "without test-time flips": ("slice", {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}}),
-    "without test-time flips, pixel-level": ("pixel", {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}}),
+    "without test-time flips": (
+        "slice",
+        {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}},
+    ),
+    "without test-time flips, pixel-level": (
+        "pixel",
+        {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}},
+    ),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
@@ -73,7 +91,9 @@ def attention_figure(base_raw: dict) -> Path | None:
 
 def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, device: str) -> dict:
     levels = ["stack"] if supervision == "stack" else ["slice"]
-    raw = merge(base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}}))
+    raw = merge(
+        base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}})
+    )
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(BASE)
     started = time.perf_counter()
@@ -90,13 +110,14 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
         else:
             raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
     metrics = evaluate(params, ws)
+    fibrosis = metrics["fibrosis"][supervision]
     return {
         "name": name,
         "supervision": supervision,
         "overrides": overrides,
         "myocardium_dice": metrics["myocardium"]["dice"],
-        "fibrosis_dice": metrics["fibrosis"][supervision]["dice"],
-        "fibrosis_free_flagged": f'{metrics["fibrosis"][supervision]["fibrosis_free_flagged"]}/{metrics["fibrosis"][supervision]["fibrosis_free_cases"]}',
+        "fibrosis_dice": fibrosis["dice"],
+        "fibrosis_free_flagged": f"{fibrosis['fibrosis_free_flagged']}/{fibrosis['fibrosis_free_cases']}",
         "classification": metrics["classification"].get(supervision),
         "seconds": round(time.perf_counter() - started),
     }
@@ -125,24 +146,48 @@ def main(names: list[str]) -> None:
 
 def markdown_table(baseline: dict, results: dict) -> str:
     """The benchmark's row for each supervision used, then one row per variant."""
-    header = "| variant | supervision | myocardium Dice | fibrosis Dice | fibrosis-free flagged | slice AUROC | minutes |"
+    header = (
+        "| variant | supervision | myocardium Dice | fibrosis Dice | fibrosis-free flagged | slice AUROC | minutes |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|"]
     myo = baseline["myocardium"]["dice"]
     for supervision in dict.fromkeys(row["supervision"] for row in results.values()):
         fib = baseline["fibrosis"][supervision]
         auroc = baseline["classification"]["slice"]["slice_auroc"] if supervision == "slice" else None
-        lines.append(_row("benchmark", supervision, myo, fib["dice"], f'{fib["fibrosis_free_flagged"]}/{fib["fibrosis_free_cases"]}', auroc, None))
+        lines.append(
+            _row(
+                "benchmark",
+                supervision,
+                myo,
+                fib["dice"],
+                f"{fib['fibrosis_free_flagged']}/{fib['fibrosis_free_cases']}",
+                auroc,
+                None,
+            )
+        )
     for row in results.values():
         auroc = (row["classification"] or {}).get("slice_auroc")
         myo_row = row.get("myocardium_dice", myo)
-        lines.append(_row(row["name"], row["supervision"], myo_row, row["fibrosis_dice"], row["fibrosis_free_flagged"], auroc, row["seconds"] / 60))
+        lines.append(
+            _row(
+                row["name"],
+                row["supervision"],
+                myo_row,
+                row["fibrosis_dice"],
+                row["fibrosis_free_flagged"],
+                auroc,
+                row["seconds"] / 60,
+            )
+        )
     return "\n".join(lines)
 
 
-def _row(name: str, supervision: str, myocardium: dict, dice: dict, flagged: str, auroc: float | None, minutes: float | None) -> str:
+def _row(
+    name: str, supervision: str, myocardium: dict, dice: dict, flagged: str, auroc: float | None, minutes: float | None
+) -> str:
     auroc_text = f"{auroc:.3f}" if auroc is not None else ""
     minutes_text = f"{minutes:.1f}" if minutes is not None else ""
-    figures = f'{myocardium["mean"]:.3f} | {dice["mean"]:.3f} ± {dice["std"]:.3f}'
+    figures = f"{myocardium['mean']:.3f} | {dice['mean']:.3f} ± {dice['std']:.3f}"
     return f"| {name} | {supervision} | {figures} | {flagged} | {auroc_text} | {minutes_text} |"
 
 

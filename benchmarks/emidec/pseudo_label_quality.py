@@ -50,11 +50,15 @@ def main(overrides: list[str]) -> None:
     cams = read_cache(ws.cams("slice"))["cams"]
     rows = np.flatnonzero((roi.dataset["split"] == "val") & (roi.dataset["slice_label"] == 1))
     truth = [mask > 0.5 for mask in roi.fibrosis_masks(params.data.roi_size)[rows]]
-    labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"), seed=params.seed)
+    labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(
+        params.plugin_config("pseudo_label"), seed=params.seed
+    )
     pseudo = [labeler.label(cams[i], roi.images[i], roi.myocardium[i], True) for i in rows]
     myocardium = [roi.myocardium[i] > params.myocardium.threshold for i in rows]
     otsu = [otsu_inside(roi.images[i], m) for i, m in zip(rows, myocardium)]
-    true_myocardium = crop(roi.dataset["myocardium_mask"][rows].astype(np.float32), roi.boxes[rows], params.data.roi_size) > 0.5
+    true_myocardium = (
+        crop(roi.dataset["myocardium_mask"][rows].astype(np.float32), roi.boxes[rows], params.data.roi_size) > 0.5
+    )
     otsu_true = [otsu_inside(roi.images[i], m) for i, m in zip(rows, true_myocardium)]
     covered = sum(int((m & t).sum()) for m, t in zip(myocardium, truth)) / max(sum(int(t.sum()) for t in truth), 1)
     print(f"{len(rows)} val slices with fibrosis, pooled Dice against the truth:")

@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+
 from wsseg.data.synthetic import SyntheticConfig, phantom_case
 from wsseg_otsu_crf import cam_to_probability, dense_crf, otsu_suppress
-
 from wsseg_torch_crf import mean_field_crf
 
 MYOCARDIUM_THRESHOLD = 0.5  # params.yaml's pseudo_label.config.myocardium_threshold
@@ -32,7 +32,11 @@ def synthetic_inputs(n_slices: int, size: int = 64, seed: int = 0) -> tuple[np.n
         stack, labels = phantom_case(rng, config, fibrosis=True)
         for image, label in zip(stack, labels):
             if (label == 3).any() and len(images) < n_slices:
-                fine = gaussian_filter((label == 3) * 1.0 + (label >= 2) * 0.3, 2.0) + rng.normal(0, 0.05, label.shape) - 0.15
+                fine = (
+                    gaussian_filter((label == 3) * 1.0 + (label >= 2) * 0.3, 2.0)
+                    + rng.normal(0, 0.05, label.shape)
+                    - 0.15
+                )
                 images.append(image)
                 myocardium.append((label >= 2).astype(np.float32))
                 cams.append(fine.reshape(size // 4, 4, size // 4, 4).mean(axis=(1, 3)) * (label >= 2)[::4, ::4])
@@ -41,10 +45,10 @@ def synthetic_inputs(n_slices: int, size: int = 64, seed: int = 0) -> tuple[np.n
 
 def pipeline_inputs(workdir: str, params_path: str, n_slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The positive train slices of a pipeline run: ROI images, myocardium and slice-level CAMs."""
+    from wsseg.artefacts import read_roi_data
     from wsseg.config import load_params
     from wsseg.data.cache import read_cache
     from wsseg.stages.cams import weak_labels
-    from wsseg.artefacts import read_roi_data
     from wsseg.workspace import Workspace
 
     params, ws = load_params(params_path), Workspace(__import__("pathlib").Path(workdir))
@@ -74,9 +78,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    images, myocardium, cams = pipeline_inputs(args.workdir, args.params, args.slices) if args.workdir else synthetic_inputs(args.slices)
+    images, myocardium, cams = (
+        pipeline_inputs(args.workdir, args.params, args.slices) if args.workdir else synthetic_inputs(args.slices)
+    )
     probs = np.array(
-        [otsu_suppress(cam_to_probability(c, i.shape, m >= MYOCARDIUM_THRESHOLD), i) for c, i, m in zip(cams, images, myocardium)]
+        [
+            otsu_suppress(cam_to_probability(c, i.shape, m >= MYOCARDIUM_THRESHOLD), i)
+            for c, i, m in zip(cams, images, myocardium)
+        ]
     )
     settings = {"w1": args.w1, "w2": 1.0, "theta_gamma": 3.0, "theta_alpha": 80.0, "theta_beta": 13.0, "iterations": 5}
     reference, t_ref = timed(lambda: np.array([dense_crf(p, i, **settings) for p, i in zip(probs, images)]))
@@ -88,9 +97,15 @@ def main() -> None:
     unrefined = probs >= 0.5
     changed = (reference != unrefined) | (batched != unrefined)
     dice = 2 * (reference & batched).sum() / max(reference.sum() + batched.sum(), 1)
-    print(f"{len(probs)} slices of {probs.shape[1]}x{probs.shape[2]} ({'pipeline ' + args.workdir if args.workdir else 'synthetic'}), w1={args.w1}")
+    print(
+        f"{len(probs)} slices of {probs.shape[1]}x{probs.shape[2]} "
+        f"({'pipeline ' + args.workdir if args.workdir else 'synthetic'}), w1={args.w1}"
+    )
     print(f"pixel agreement with pydensecrf: {(reference == batched).mean():.4%}  (foreground Dice {dice:.4f})")
-    print(f"on the {changed.sum()} pixels either CRF changes from p >= 0.5: {(reference == batched)[changed].mean():.2%} agree")
+    print(
+        f"on the {changed.sum()} pixels either CRF changes from p >= 0.5: "
+        f"{(reference == batched)[changed].mean():.2%} agree"
+    )
     print(f"slices identical: {np.mean([np.array_equal(a, b) for a, b in zip(reference, batched)]):.2%}")
     print(f"pydensecrf          {1000 * t_ref / len(probs):8.2f} ms/slice")
     print(f"torch cpu, 1 slice  {1000 * t_slice / len(probs):8.2f} ms/slice  speed ratio {t_ref / t_slice:.2f}x")
@@ -100,8 +115,14 @@ def main() -> None:
         mean_field_crf(p_c, i_c, **settings)  # warm-up
         _, t_cuda_slice = timed(lambda: [mean_field_crf(p, i, **settings) for p, i in zip(p_c, i_c)])
         on_gpu, t_cuda = timed(lambda: mean_field_crf(p_c, i_c, **settings))
-        print(f"torch cuda, 1 slice {1000 * t_cuda_slice / len(probs):8.2f} ms/slice  speed ratio {t_ref / t_cuda_slice:.2f}x")
-        print(f"torch cuda, batched {1000 * t_cuda / len(probs):8.2f} ms/slice  speed ratio {t_ref / t_cuda:.2f}x  (agreement with cpu {(on_gpu.cpu().numpy() == batched).mean():.4%})")
+        print(
+            f"torch cuda, 1 slice {1000 * t_cuda_slice / len(probs):8.2f} ms/slice  "
+            f"speed ratio {t_ref / t_cuda_slice:.2f}x"
+        )
+        print(
+            f"torch cuda, batched {1000 * t_cuda / len(probs):8.2f} ms/slice  speed ratio {t_ref / t_cuda:.2f}x  "
+            f"(agreement with cpu {(on_gpu.cpu().numpy() == batched).mean():.4%})"
+        )
 
 
 if __name__ == "__main__":

@@ -40,4 +40,6 @@ def loss(model, batch):
 
 
 history = train_loop(model, batches, loss, epochs=3, lr=0.01, seed=0, monitor=Monitor("tiny"), cosine=True)
-torch.save({"weights": model.state_dict(), "samples": sum(seen), "history": history}, f"{out}.rank{distributed.rank()}.pt")
+torch.save(
+    {"weights": model.state_dict(), "samples": sum(seen), "history": history}, f"{out}.rank{distributed.rank()}.pt"
+)

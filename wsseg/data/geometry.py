@@ -77,7 +77,9 @@ def crop(images: np.ndarray, boxes: np.ndarray, size: int, nearest: bool = False
     """Crop each ``(H, W)`` image of ``(N, H, W)`` to its box, resampled to ``size x size``."""
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     grid = _grid(np.asarray(boxes), (size, size), images.shape[1:])
-    out = F.grid_sample(tensor, grid, mode="nearest" if nearest else "bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(
+        tensor, grid, mode="nearest" if nearest else "bilinear", padding_mode="zeros", align_corners=False
+    )
     return out[:, 0].numpy()
 
 
@@ -90,7 +92,9 @@ def paste(crops: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]) -> np.nd
     # Position of every output pixel inside its box, in the crop's normalised coordinates.
     y = (ys - boxes[:, 0, None]) / (boxes[:, 2] - boxes[:, 0])[:, None] * 2 - 1
     x = (xs - boxes[:, 1, None]) / (boxes[:, 3] - boxes[:, 1])[:, None] * 2 - 1
-    grid = torch.stack(torch.broadcast_tensors(torch.tensor(x)[:, None, :], torch.tensor(y)[:, :, None]), dim=-1).float()
+    grid = torch.stack(
+        torch.broadcast_tensors(torch.tensor(x)[:, None, :], torch.tensor(y)[:, :, None]), dim=-1
+    ).float()
     tensor = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))[:, None]
     out = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[:, 0].numpy()

@@ -110,7 +110,9 @@ def read_cases(folder: Path) -> dict[str, dict]:
     return cases
 
 
-def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -> list[tuple[str, dict[str, str], str, int]]:
+def _slice_table(
+    path: Path, cases: dict[str, dict], columns: tuple[str, ...]
+) -> list[tuple[str, dict[str, str], str, int]]:
     """Rows of ``slices.csv`` as ``(where, row, case, index)``: known cases, integer indices, no duplicates."""
     rows = _rows(path)
     _require(rows, ("case_id", "slice_index", *columns), path)
@@ -121,7 +123,9 @@ def _slice_table(path: Path, cases: dict[str, dict], columns: tuple[str, ...]) -
         if case not in cases:
             raise DataError(f"{where}: case {excerpt(case)} is not in cases.csv")
         if not re.fullmatch(r"[0-9]{1,6}", row["slice_index"]):  # str.isdigit() also takes e.g. '²'
-            raise DataError(f"{where}: slice_index must be a non-negative integer below 1000000, got {excerpt(row['slice_index'])}")
+            raise DataError(
+                f"{where}: slice_index must be a non-negative integer below 1000000, got {excerpt(row['slice_index'])}"
+            )
         key = (case, int(row["slice_index"]))
         if key in seen:
             raise DataError(f"{where}: slice {key[1]} of case {case} is listed twice")
@@ -176,7 +180,11 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
             raise DataError(f"{label}: size {read_volume(label)[0].shape} differs from its image {shape}")
         for z in range(shape[0]):
             fibrosis = slice_labels.pop((case, z), (-1, ""))[0]
-            records.append(SliceRecord(case, z, image, label, info["split"], label is not None, fibrosis, info["stack_fibrosis"], z))
+            records.append(
+                SliceRecord(
+                    case, z, image, label, info["split"], label is not None, fibrosis, info["stack_fibrosis"], z
+                )
+            )
     if slice_labels:
         (case, z), (_, where) = next(iter(slice_labels.items()))
         raise DataError(f"{where}: case {case} has no slice {z} (its volume has fewer slices)")
@@ -192,7 +200,9 @@ def _check_case(case: str, info: dict, slices: list[SliceRecord], folder: Path) 
     if info["pixel_labels"] and unlabelled:
         raise DataError(f"{where}: case {case} has pixel_labels 1 but slice {unlabelled[0]} has no label image")
     if info["pixel_labels"] is False and len(unlabelled) < len(slices):
-        raise DataError(f"{where}: case {case} has pixel_labels 0 but label images in {folder / 'labels'} or slices.csv")
+        raise DataError(
+            f"{where}: case {case} has pixel_labels 0 but label images in {folder / 'labels'} or slices.csv"
+        )
     check_stack_label(case, info["stack_fibrosis"], [r.slice_fibrosis for r in slices], where)
 
 
@@ -215,7 +225,9 @@ def read_folder(folder: str | Path) -> list[SliceRecord]:
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
     if not any(folder.iterdir()):
-        raise DataError(f"{folder} is empty: a dataset folder holds cases.csv, slices.csv, images/ and labels/ (see the README)")
+        raise DataError(
+            f"{folder} is empty: a dataset folder holds cases.csv, slices.csv, images/ and labels/ (see the README)"
+        )
     cases = read_cases(folder)
     has_volumes = any(_volume_file(folder, "images", c) for c in cases)
     records = _volume_records(folder, cases) if has_volumes else _slice_records(folder, cases)

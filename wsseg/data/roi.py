@@ -29,13 +29,16 @@ def case_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) ->
         rows = case_ids == case
         union = (probability[rows] > params.myocardium.threshold).any(axis=0)
         if not union.any():
-            warnings.warn(f"case {case}: no myocardium predicted on any slice; its region of interest is the image centre")
+            warnings.warn(
+                f"case {case}: no myocardium predicted on any slice; its region of interest is the image centre",
+                stacklevel=2,
+            )
         boxes[rows] = bounding_box(union, params.data.roi_margin, min_size)
     return boxes
 
 
 def roi_images(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
-    """The ROI crops of ``images`` that CAM and fibrosis networks see (re-normalised per crop with ``roi_normalise``)."""
+    """The ROI crops of ``images`` that CAM and fibrosis networks see (re-normalised with ``roi_normalise``)."""
     crops = crop(images, boxes, params.data.roi_size)
     if params.data.additions.roi_normalise:
         crops = np.stack([normalise_intensity(c) for c in crops]) if len(crops) else crops
@@ -55,7 +58,12 @@ class RoiData:
     def from_caches(cls, dataset: Cache, myocardium: Cache, params: Params) -> RoiData:
         """Crop the dataset's images and the myocardium probabilities around each case's box."""
         boxes = myocardium["boxes"]
-        return cls(dataset, boxes, roi_images(dataset["images"], boxes, params), crop(myocardium["probability"], boxes, params.data.roi_size))
+        return cls(
+            dataset,
+            boxes,
+            roi_images(dataset["images"], boxes, params),
+            crop(myocardium["probability"], boxes, params.data.roi_size),
+        )
 
     def fibrosis_masks(self, size: int) -> np.ndarray:
         """The ground-truth fibrosis masks (where given) cropped like the images."""

@@ -113,12 +113,14 @@ def _draw_scar(rng: np.random.Generator, n_slices: int) -> _Scar:
     length = int(rng.integers(max(1, int(np.ceil(0.3 * n_slices))), n_slices + 1))
     first = int(rng.integers(0, n_slices - length + 1))
     n_blobs = int(rng.integers(2, 6))
-    blobs = np.column_stack([
-        rng.uniform(-0.8, 0.8, n_blobs) * half_width,
-        rng.uniform(0.35, 0.65, n_blobs),
-        rng.uniform(0.8, 2.0, n_blobs),
-        rng.uniform(0.2, 0.35, n_blobs),
-    ])
+    blobs = np.column_stack(
+        [
+            rng.uniform(-0.8, 0.8, n_blobs) * half_width,
+            rng.uniform(0.35, 0.65, n_blobs),
+            rng.uniform(0.8, 2.0, n_blobs),
+            rng.uniform(0.2, 0.35, n_blobs),
+        ]
+    )
     depth = rng.uniform(0.35, 0.7) if pattern == "subendocardial" else rng.uniform(1.4, 2.2)
     return _Scar(
         pattern=pattern,
@@ -204,7 +206,9 @@ def _slice_fibrosis(labels: np.ndarray, min_pixels: int) -> np.ndarray:
     return (np.isin(labels, FIBROSIS).sum(axis=(1, 2)) >= min_pixels).astype(np.uint8)
 
 
-def _scarred_labels(rng: np.random.Generator, walls: list[_Wall], min_pixels: int, tries: int = 20) -> np.ndarray | None:
+def _scarred_labels(
+    rng: np.random.Generator, walls: list[_Wall], min_pixels: int, tries: int = 20
+) -> np.ndarray | None:
     """Labels of a stack with a scar big enough to label at least one slice (None if no draw is)."""
     for _ in range(tries):
         scar = _draw_scar(rng, len(walls))
@@ -367,7 +371,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def write_phantom_set(out_dir: Path, config: SyntheticConfig = SyntheticConfig()) -> Path:
+def write_phantom_set(out_dir: Path, config: SyntheticConfig | None = None) -> Path:
     """Write a synthetic set to ``out_dir`` in the EMIDEC folder format and return ``out_dir``.
 
     The set is built in a temporary sibling folder and renamed into place, replacing any
@@ -379,7 +383,7 @@ def write_phantom_set(out_dir: Path, config: SyntheticConfig = SyntheticConfig()
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{tag}"
     tmp.mkdir()
     try:
-        _write_cases(tmp, config)
+        _write_cases(tmp, config or SyntheticConfig())
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{tag}"
             out_dir.rename(old)

@@ -17,7 +17,16 @@ from pathlib import Path
 
 from wsseg.errors import DataError, excerpt
 
-__all__ = ["MAX_SLICE_PIXELS", "MAX_VOLUME_VOXELS", "SAFE_NAME", "check_inside", "check_size", "existing_file", "inside", "safe_name"]
+__all__ = [
+    "MAX_SLICE_PIXELS",
+    "MAX_VOLUME_VOXELS",
+    "SAFE_NAME",
+    "check_inside",
+    "check_size",
+    "existing_file",
+    "inside",
+    "safe_name",
+]
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Case ids and output stems: ASCII letters, digits, ``.``, ``_`` and ``-``, at most 128, not starting with ``.``."""

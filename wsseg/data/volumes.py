@@ -29,7 +29,10 @@ HEADER_LIMIT = 1 << 16
 """Text headers (MetaImage, NRRD) longer than this many bytes are refused."""
 
 # Where NIfTI-1 (header size 348) and NIfTI-2 (540) keep dim[8], datatype, bitpix and vox_offset: (format, byte offset).
-_NIFTI_FIELDS = {348: (("8h", 40), ("h", 70), ("h", 72), ("f", 108)), 540: (("8q", 16), ("h", 12), ("h", 14), ("q", 168))}
+_NIFTI_FIELDS = {
+    348: (("8h", 40), ("h", 70), ("h", 72), ("f", 108)),
+    540: (("8q", 16), ("h", 12), ("h", 14), ("q", 168)),
+}
 # NIfTI datatype code -> (bits per voxel, NumPy type of float data or None)
 _NIFTI_TYPES = {
     2: (8, None), 4: (16, None), 8: (32, None), 16: (32, "f4"), 32: (64, None), 64: (64, "f8"), 128: (24, None),
@@ -70,7 +73,10 @@ def _check_data_file(path: Path) -> None:
             return
     for name in named:
         if not re.fullmatch(r"[^\s/\\]+", name) or name.upper() == "LIST" or name in (".", ".."):
-            raise DataError(f"{path}: its header names the data file {excerpt(name)}; only a plain file name beside the header is read")
+            raise DataError(
+                f"{path}: its header names the data file {excerpt(name)}; "
+                "only a plain file name beside the header is read"
+            )
         if not (path.parent / name).resolve().is_relative_to(path.parent.resolve()):
             raise DataError(f"{path}: its data file {excerpt(name)} lies outside the volume's folder")
 
@@ -87,7 +93,9 @@ def _nifti_float_voxels(path: Path) -> np.ndarray:
             for order in "<>":
                 fields = _NIFTI_FIELDS.get(struct.unpack_from(order + "i", raw)[0])
                 if fields is not None:
-                    dims, (datatype,), (bitpix,), (offset,) = (struct.unpack_from(order + fmt, raw, at) for fmt, at in fields)
+                    dims, (datatype,), (bitpix,), (offset,) = (
+                        struct.unpack_from(order + fmt, raw, at) for fmt, at in fields
+                    )
                     break
             else:
                 raise _unreadable(path)

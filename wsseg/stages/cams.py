@@ -36,10 +36,14 @@ def train_cam(params: Params, ws: Workspace, level: Level, device: str) -> Path:
     train, val = _labelled(roi, level, "train"), _labelled(roi, level, "val")
     labels = weak_labels(roi, level)[train]
     if not (labels == 1).any() or not (labels == 0).any():
-        raise DataError(f"the train split has no {'positive' if not (labels == 1).any() else 'negative'} {level} label to learn from")
+        raise DataError(
+            f"the train split has no {'negative' if (labels == 1).any() else 'positive'} {level} label to learn from"
+        )
 
     def fit(generator, monitor) -> None:
-        generator.fit(weak_set(roi, train, level), level, val=weak_set(roi, val, level) if val.any() else None, monitor=monitor)
+        generator.fit(
+            weak_set(roi, train, level), level, val=weak_set(roi, val, level) if val.any() else None, monitor=monitor
+        )
 
     return train_model(params, ws, "cam_model", level, device, fit)
 
@@ -55,7 +59,11 @@ def predict_cams(params: Params, ws: Workspace, level: Level, device: str) -> Pa
     def generate_case(rows: np.ndarray) -> dict:
         output = model.generate(weak_set(roi, rows))
         stack_score = np.full(len(rows), output.stack_scores[0], np.float32)
-        return {"cams": output.cams.astype(np.float32), "slice_score": output.slice_scores.astype(np.float32), "stack_score": stack_score}
+        return {
+            "cams": output.cams.astype(np.float32),
+            "slice_score": output.slice_scores.astype(np.float32),
+            "stack_score": stack_score,
+        }
 
     cams = map_cases(roi.dataset["case_id"], generate_case, f"CAMs ({level})")
     return write_artefact(params, ws, "cams", level, cams, level=level)

@@ -16,7 +16,9 @@ from wsseg import distributed
 from wsseg.progress import track
 
 
-def map_cases(case_ids: np.ndarray, compute: Callable[[np.ndarray], dict[str, Any]], description: str) -> dict[str, Any]:
+def map_cases(
+    case_ids: np.ndarray, compute: Callable[[np.ndarray], dict[str, Any]], description: str
+) -> dict[str, Any]:
     """``compute(rows)`` for the rows of each case, merged into outputs for every row, in row order.
 
     ``compute`` returns arrays or lists whose first axis follows ``rows``. Under torchrun each

@@ -52,7 +52,9 @@ def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tupl
         }
         per_case[f"fibrosis_{supervision}"] = scores
         if not myocardium:
-            myo = case_dice([pred["myocardium_masks"][i] for i in index], [data["myocardium_original"][i] for i in index], cases)
+            myo = case_dice(
+                [pred["myocardium_masks"][i] for i in index], [data["myocardium_original"][i] for i in index], cases
+            )
             myocardium = {"dice": summary(myo.values())}
             per_case["myocardium"] = myo
     return fibrosis, myocardium, per_case
@@ -98,7 +100,10 @@ def format_figure(value: float | None) -> str:
 
 def metrics_table(metrics: dict) -> Table:
     """The paper's Tables 1 and 2 in one terminal table."""
-    table = Table(box=box.SIMPLE_HEAD, title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)",
+    )
     for column in ("segmentation", "Dice ± std", "cases", "flagged", "AUC slice", "AUC stack"):
         table.add_column(column)
     table.caption = "flagged: fibrosis-free cases with fibrosis predicted; AUC: AUROC"

@@ -18,7 +18,9 @@ def fibrosis_inputs(images: np.ndarray, myocardium: np.ndarray, params: Params, 
     return np.stack(channels, axis=1).astype(np.float32)
 
 
-def _training_set(params: Params, ws: Workspace, roi: RoiData, supervision: Supervision) -> tuple[np.ndarray, np.ndarray]:
+def _training_set(
+    params: Params, ws: Workspace, roi: RoiData, supervision: Supervision
+) -> tuple[np.ndarray, np.ndarray]:
     if supervision == "pixel":
         rows = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "train"))
         return rows, roi.fibrosis_masks(params.data.roi_size)[rows]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from wsseg import distributed
-from wsseg.config import Params
 from wsseg.artefacts import write_artefact
+from wsseg.config import Params
 from wsseg.data.geometry import field_of_view, normalise_intensity, resize
 from wsseg.data.readers import (
     FIBROSIS_LABELS,
@@ -48,7 +48,9 @@ def prepare_image(raw: np.ndarray, params: Params) -> np.ndarray:
     return to_grid(normalise_intensity(raw), params)
 
 
-def _check_training_labels(params: Params, records: list[SliceRecord], slice_label: np.ndarray, stack_label: np.ndarray) -> None:
+def _check_training_labels(
+    params: Params, records: list[SliceRecord], slice_label: np.ndarray, stack_label: np.ndarray
+) -> None:
     """The train split has what each training stage needs, so no stage learns from one class only."""
     train = np.array([r.split == "train" for r in records])
     pixel = train & np.array([r.pixel_labels for r in records])
@@ -58,7 +60,9 @@ def _check_training_labels(params: Params, records: list[SliceRecord], slice_lab
         missing = "positive (stack_fibrosis 1)" if 1 not in stack_label[train] else "negative (stack_fibrosis 0)"
         raise DataError(f"the train split has no {missing} case: the fibrosis classifiers need both")
     if "pixel" in params.segmentation.supervisions and not (slice_label[pixel] == 1).any():
-        raise DataError("no pixel-labelled train case shows fibrosis: add one, or drop 'pixel' from segmentation.supervisions")
+        raise DataError(
+            "no pixel-labelled train case shows fibrosis: add one, or drop 'pixel' from segmentation.supervisions"
+        )
 
 
 def _check_label_images(records: list[SliceRecord], fibrosis: list[np.ndarray]) -> None:
@@ -66,10 +70,15 @@ def _check_label_images(records: list[SliceRecord], fibrosis: list[np.ndarray]) 
     for record, mask in zip(records, fibrosis):
         if mask.size and record.slice_fibrosis >= 0 and int(mask.any()) != record.slice_fibrosis:
             shows = "shows fibrosis" if mask.any() else "shows no fibrosis"
-            raise DataError(f"{record.label}: {shows} but slices.csv gives slice_fibrosis {record.slice_fibrosis} for case {record.case_id} slice {record.slice_index}")
+            raise DataError(
+                f"{record.label}: {shows} but slices.csv gives slice_fibrosis {record.slice_fibrosis} "
+                f"for case {record.case_id} slice {record.slice_index}"
+            )
 
 
-def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray], cases_csv: Path) -> tuple[np.ndarray, np.ndarray]:
+def _weak_labels(
+    records: list[SliceRecord], fibrosis: list[np.ndarray], cases_csv: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """Slice and stack labels, filling unknown ones from label images (slice) and slice labels (stack)."""
     _check_label_images(records, fibrosis)
     slice_label = np.array([r.slice_fibrosis for r in records], dtype=np.int8)
@@ -79,7 +88,9 @@ def _weak_labels(records: list[SliceRecord], fibrosis: list[np.ndarray], cases_c
     cases = np.array([r.case_id for r in records])
     for case in np.unique(cases):
         rows = cases == case
-        check_stack_label(case, int(stack_label[rows][0]), slice_label[rows].tolist(), f"{cases_csv} (with the label images)")
+        check_stack_label(
+            case, int(stack_label[rows][0]), slice_label[rows].tolist(), f"{cases_csv} (with the label images)"
+        )
         if stack_label[rows][0] < 0 and (slice_label[rows] >= 0).all():
             stack_label[rows] = slice_label[rows].max()
     return slice_label, stack_label

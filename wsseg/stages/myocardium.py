@@ -45,4 +45,6 @@ def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
         probability = segment(model, data["images"][rows, None], params.myocardium.additions.flips).astype(np.float32)
         return {"probability": probability, "boxes": case_boxes(probability, data["case_id"][rows], params)}
 
-    return write_artefact(params, ws, "myocardium", None, map_cases(data["case_id"], predict_case, "predict myocardium"))
+    return write_artefact(
+        params, ws, "myocardium", None, map_cases(data["case_id"], predict_case, "predict myocardium")
+    )

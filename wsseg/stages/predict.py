@@ -1,7 +1,8 @@
 """Stage ``predict``: trained models -> myocardium and fibrosis masks at each input's own size.
 
-``wsseg predict INPUT_DIR --out OUT_DIR`` is a contract that outside tools score: for every ``<case>_slice<NNN>.png`` it writes ``<stem>_myocardium.png`` and
-``<stem>_fibrosis.png`` (0 = no, 255 = yes) and one ``predictions.csv``. A folder of volumes
+``wsseg predict INPUT_DIR --out OUT_DIR`` is a contract that outside tools score: for every
+``<case>_slice<NNN>.png`` it writes ``<stem>_myocardium.png`` and ``<stem>_fibrosis.png``
+(0 = no, 255 = yes) and one ``predictions.csv``. A folder of volumes
 (NIfTI/MHA/NRRD, one per case) gives ``<case>_myocardium.nii.gz`` / ``<case>_fibrosis.nii.gz``
 with the input's geometry instead.
 """
@@ -22,15 +23,15 @@ from wsseg.augment import segment
 from wsseg.config import Params, Supervision
 from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
 from wsseg.data.readers import SliceRecord, list_slice_images, list_volumes, load_image, read_folder
+from wsseg.data.roi import case_boxes, roi_images
 from wsseg.data.trust import safe_name
 from wsseg.data.volumes import read_volume, volume_case
 from wsseg.errors import ConfigError, DataError, excerpt
 from wsseg.interfaces import CAMOutput, WeakSet
-from wsseg.data.roi import case_boxes, roi_images
+from wsseg.progress import track
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs
 from wsseg.stages.ingest import prepare_image
-from wsseg.progress import track
 from wsseg.workspace import Workspace
 
 CSV_COLUMNS = ["image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"]
@@ -62,7 +63,9 @@ class Predictor:
         self.myocardium = load_model(params, ws, "myocardium_model", None, device)
         self.classifier = load_model(params, ws, "cam_model", "slice", device) if "slice" in params.cam.levels else None
         self.labeler = build_plugin(params, "pseudo_label") if params.predicts_with_labeler(supervision) else None
-        self.fibrosis = None if self.labeler is not None else load_model(params, ws, "fibrosis_model", supervision, device)
+        self.fibrosis = (
+            None if self.labeler is not None else load_model(params, ws, "fibrosis_model", supervision, device)
+        )
 
     def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
         """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
@@ -75,7 +78,11 @@ class Predictor:
             stacks = np.unique(case_ids, return_inverse=True)[1]
             classified = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks))
         if self.fibrosis is not None:
-            fibrosis = segment(self.fibrosis, fibrosis_inputs(image_roi, myo_roi, params, self.supervision), params.segmentation.additions.flips)
+            fibrosis = segment(
+                self.fibrosis,
+                fibrosis_inputs(image_roi, myo_roi, params, self.supervision),
+                params.segmentation.additions.flips,
+            )
         else:
             assert classified is not None, "the labeler needs the slice classifier (params validation ensures it)"
             fibrosis = self._label(classified, image_roi, myo_roi)
@@ -87,9 +94,13 @@ class Predictor:
         for i, shape in enumerate(shapes):
             shape = tuple(int(s) for s in shape)
             view = field_of_view(shape, params.data.field_of_view)
-            myo_masks.append((paste(myo[i : i + 1], np.array([view]), shape)[0] > params.myocardium.threshold).astype(np.uint8))
+            myo_masks.append(
+                (paste(myo[i : i + 1], np.array([view]), shape)[0] > params.myocardium.threshold).astype(np.uint8)
+            )
             box = boxes_to_original(boxes[i : i + 1], view, grid)
-            fib_masks.append((paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8))
+            fib_masks.append(
+                (paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8)
+            )
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
 
     def _label(self, classified: CAMOutput, images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
@@ -97,7 +108,9 @@ class Predictor:
         labeler = self.labeler
         assert labeler is not None
         slices = zip(classified.cams, images, myocardium, classified.slice_scores)
-        return np.stack([labeler.label(cam, image, myo, bool(score > 0.5)) for cam, image, myo, score in slices]).astype(np.float32)
+        return np.stack(
+            [labeler.label(cam, image, myo, bool(score > 0.5)) for cam, image, myo, score in slices]
+        ).astype(np.float32)
 
 
 def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
@@ -132,7 +145,13 @@ class FolderOutput:
 
 
 def predict_folder(
-    params: Params, ws: Workspace, supervision: Supervision, input_dir: Path, out_dir: Path, device: str, split: str | None = None
+    params: Params,
+    ws: Workspace,
+    supervision: Supervision,
+    input_dir: Path,
+    out_dir: Path,
+    device: str,
+    split: str | None = None,
 ) -> Path:
     """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out.
 
@@ -157,7 +176,11 @@ def predict_folder(
 
 def _output_stem(record: SliceRecord) -> str:
     """The stem of a slice's output files: its PNG's name, or ``<case>_slice<NNN>`` for a volume's slice."""
-    stem = record.image.name.removesuffix(".png") if record.z is None else f"{record.case_id}_slice{record.slice_index:03d}"
+    stem = (
+        record.image.name.removesuffix(".png")
+        if record.z is None
+        else f"{record.case_id}_slice{record.slice_index:03d}"
+    )
     return safe_name(stem, "output name", str(record.image))
 
 
@@ -180,12 +203,21 @@ def _predict_records(predictor: Predictor, records: list[SliceRecord]) -> list[F
     def predict_case(rows: np.ndarray) -> dict:
         case = [records[i] for i in rows]
         raws = [load_image(r) for r in case]
-        result = predictor(_grid_images(raws, predictor.params), np.array([r.case_id for r in case]), np.array([raw.shape for raw in raws]))
+        result = predictor(
+            _grid_images(raws, predictor.params),
+            np.array([r.case_id for r in case]),
+            np.array([raw.shape for raw in raws]),
+        )
         outputs = []
         for i, record in enumerate(case):
             stem = _output_stem(record)
-            masks = {f"{stem}_myocardium.png": result.myocardium_masks[i], f"{stem}_fibrosis.png": result.fibrosis_masks[i]}
-            outputs.append(FolderOutput(masks, [_csv_row(record.image.name, record.case_id, record.slice_index, result, i)]))
+            masks = {
+                f"{stem}_myocardium.png": result.myocardium_masks[i],
+                f"{stem}_fibrosis.png": result.fibrosis_masks[i],
+            }
+            outputs.append(
+                FolderOutput(masks, [_csv_row(record.image.name, record.case_id, record.slice_index, result, i)])
+            )
         return {"outputs": outputs}
 
     return map_cases(np.array([r.case_id for r in records]), predict_case, "predict slices")["outputs"]
@@ -198,9 +230,22 @@ def _predict_volumes(predictor: Predictor, volumes: list[Path]) -> list[FolderOu
         if not np.isfinite(array).all():
             raise DataError(f"{path}: contains NaN or infinite values")
         case = volume_case(path)
-        result = predictor(_grid_images(list(array), predictor.params), np.array([case] * len(array)), np.array([array.shape[1:]] * len(array)))
-        masks = {f"{case}_myocardium.nii.gz": np.stack(result.myocardium_masks), f"{case}_fibrosis.nii.gz": np.stack(result.fibrosis_masks)}
-        return {"outputs": [FolderOutput(masks, [_csv_row(path.name, case, z, result, z) for z in range(len(array))], reference=path)]}
+        result = predictor(
+            _grid_images(list(array), predictor.params),
+            np.array([case] * len(array)),
+            np.array([array.shape[1:]] * len(array)),
+        )
+        masks = {
+            f"{case}_myocardium.nii.gz": np.stack(result.myocardium_masks),
+            f"{case}_fibrosis.nii.gz": np.stack(result.fibrosis_masks),
+        }
+        return {
+            "outputs": [
+                FolderOutput(
+                    masks, [_csv_row(path.name, case, z, result, z) for z in range(len(array))], reference=path
+                )
+            ]
+        }
 
     return map_cases(np.array([volume_case(p) for p in volumes]), predict_case, "predict volumes")["outputs"]
 
@@ -228,4 +273,11 @@ def _write_outputs(outputs: list[FolderOutput], out_dir: Path) -> Path:
 
 
 def _csv_row(image: str, case: str, index: int, result: Prediction, i: int) -> list:
-    return [image, case, index, f"{result.fibrosis_probability[i]:.6f}", int(result.fibrosis_masks[i].sum()), int(result.myocardium_masks[i].sum())]
+    return [
+        image,
+        case,
+        index,
+        f"{result.fibrosis_probability[i]:.6f}",
+        int(result.fibrosis_masks[i].sum()),
+        int(result.myocardium_masks[i].sum()),
+    ]

@@ -27,8 +27,18 @@ def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
     index = np.flatnonzero((roi.dataset["split"] == "train") & (labels >= 0))
 
     def label_case(rows: np.ndarray) -> dict:
-        masks = [labeler.label(cams["cams"][i], roi.images[i], roi.myocardium[i], bool(labels[i] == 1)) for i in index[rows]]
+        masks = [
+            labeler.label(cams["cams"][i], roi.images[i], roi.myocardium[i], bool(labels[i] == 1)) for i in index[rows]
+        ]
         return {"masks": np.stack(masks).astype(np.uint8)}
 
     masks = map_cases(roi.dataset["case_id"][index], label_case, f"pseudo-label ({level})")["masks"]
-    return write_artefact(params, ws, "pseudo_labels", level, {"masks": masks, "index": index}, level=level, plugin=params.pseudo_label.plugin)
+    return write_artefact(
+        params,
+        ws,
+        "pseudo_labels",
+        level,
+        {"masks": masks, "index": index},
+        level=level,
+        plugin=params.pseudo_label.plugin,
+    )

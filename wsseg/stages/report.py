@@ -10,8 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 
 from wsseg import distributed  # noqa: E402
 from wsseg.artefacts import read_artefact  # noqa: E402
@@ -19,10 +19,9 @@ from wsseg.checkpoint import read_checkpoint  # noqa: E402
 from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
-from wsseg.stages.evaluate import format_figure  # noqa: E402
 from wsseg.data.roi import roi_images  # noqa: E402
+from wsseg.stages.evaluate import format_figure  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
-
 
 FIBROSIS_COLOUR = ListedColormap(["orangered"])
 
@@ -63,7 +62,13 @@ def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: P
     columns = ["ground truth", *predictions]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns), 2.2 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
-        _overlay(axes[r, 0], images[r], truth_myo[r], truth_fib[r], f"{data['case_id'][i]} slice {data['slice_index'][i]}: truth")
+        _overlay(
+            axes[r, 0],
+            images[r],
+            truth_myo[r],
+            truth_fib[r],
+            f"{data['case_id'][i]} slice {data['slice_index'][i]}: truth",
+        )
         for c, (supervision, pred) in enumerate(predictions.items(), start=1):
             fib = pred["fibrosis_roi"][i].astype(np.float32) > params.segmentation.threshold
             _overlay(axes[r, c], images[r], truth_myo[r], fib.astype(np.float32), f"{supervision}-level")
@@ -74,7 +79,9 @@ def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: P
     return path
 
 
-def cam_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path, sources: dict[str, Path] | None = None) -> Path | None:
+def cam_figure(
+    params: Params, ws: Workspace, data, rows: list[int], path: Path, sources: dict[str, Path] | None = None
+) -> Path | None:
     """Restricted CAMs next to the image and true fibrosis, on example slices.
 
     ``sources`` maps a column title to a CAM cache; by default, one column per trained CAM level.
@@ -93,7 +100,9 @@ def cam_figure(params: Params, ws: Workspace, data, rows: list[int], path: Path,
         for c, (title, cache) in enumerate(cams.items(), start=1):
             axes[r, c].imshow(images[r], cmap="gray", vmin=0, vmax=1)
             cam = np.maximum(cache["cams"][i], 0)
-            axes[r, c].imshow(cam, cmap="jet", alpha=0.5, extent=(-0.5, images.shape[2] - 0.5, images.shape[1] - 0.5, -0.5))
+            axes[r, c].imshow(
+                cam, cmap="jet", alpha=0.5, extent=(-0.5, images.shape[2] - 0.5, images.shape[1] - 0.5, -0.5)
+            )
             axes[r, c].set_title(f"{title} CAM, p={cache['slice_score'][i]:.2f}", fontsize=8)
             axes[r, c].axis("off")
     fig.tight_layout()
@@ -112,7 +121,7 @@ def curves_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(histories), figsize=(2.8 * len(histories), 2.6), squeeze=False)
     for ax, (name, history) in zip(axes[0], histories.items()):
-        for key in (history[0] if history else {}):
+        for key in history[0] if history else {}:
             ax.plot([h[key] for h in history], label=key)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
@@ -125,17 +134,26 @@ def curves_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
 
 def metrics_markdown(metrics: dict) -> str:
     """Tables 1 and 2 of the paper, filled with this run's figures."""
-    lines = ["| Tissue | Supervision | Dice (mean ± std) | cases | fibrosis-free cases flagged |", "|---|---|---|---|---|"]
+    lines = [
+        "| Tissue | Supervision | Dice (mean ± std) | cases | fibrosis-free cases flagged |",
+        "|---|---|---|---|---|",
+    ]
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
         lines.append(f"| Myocardium | pixel | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | |")
     for supervision, result in metrics["fibrosis"].items():
         d = result["dice"]
         flagged = f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}"
-        lines.append(f"| Fibrosis | {supervision} | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | {flagged} |")
+        lines.append(
+            f"| Fibrosis | {supervision} | {format_figure(d['mean'])} ± {format_figure(d['std'])} "
+            f"| {d['n']} | {flagged} |"
+        )
     lines += ["", "| Classifier | AUROC per slice | AUROC per stack | slices | stacks |", "|---|---|---|---|---|"]
     for level, result in metrics["classification"].items():
-        lines.append(f"| {level}-level | {format_figure(result['slice_auroc'])} | {format_figure(result['stack_auroc'])} | {result['n_slices']} | {result['n_stacks']} |")
+        lines.append(
+            f"| {level}-level | {format_figure(result['slice_auroc'])} | {format_figure(result['stack_auroc'])} "
+            f"| {result['n_slices']} | {result['n_stacks']} |"
+        )
     return "\n".join(lines)
 
 
@@ -155,7 +173,8 @@ def report(params: Params, ws: Workspace) -> Path:
     text = [
         "# wsseg report",
         "",
-        f"Data: `{source}`; evaluated on the {', '.join(metrics['splits'])} split(s), {metrics['n_cases']} labelled cases. "
+        f"Data: `{source}`; evaluated on the {', '.join(metrics['splits'])} split(s), "
+        f"{metrics['n_cases']} labelled cases. "
         "Fibrosis Dice is pooled per case over its slices and averaged over the cases with fibrosis.",
         "",
         metrics_markdown(metrics),

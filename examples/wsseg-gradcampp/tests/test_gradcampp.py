@@ -1,8 +1,8 @@
 import numpy as np
 import torch
+
 from wsseg.registry import get_plugin
 from wsseg.testing import assert_conforms, phantoms
-
 from wsseg_gradcampp import GradCAMPlusPlus, grad_cam_plus_plus
 
 TINY = {"epochs": 1, "channels": [4, 4, 8, 8, 8, 8, 8, 8]}

@@ -7,10 +7,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 from pydantic import Field
+
 from wsseg.interfaces import CAMOutput, PluginConfig, WeakSet
 from wsseg_drn_attention import DRNAttentionCAM, DRNAttentionConfig
 from wsseg_drn_attention.pooling import restricted_average
-
 from wsseg_gradcampp.gradcampp import grad_cam_plus_plus
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
+
 from wsseg.registry import get_plugin
 from wsseg.testing import assert_conforms
 from wsseg_otsu_crf import OtsuCRFLabeler, dense_crf
-
 from wsseg_torch_crf import TorchCRFLabeler, mean_field_crf
 
 

@@ -50,7 +50,9 @@ def _appearance(features: Tensor) -> Callable[[Tensor], Tensor]:
         return torch.exp(-0.5 * torch.cdist(features[start : start + CHUNK], features).pow(2))  # (chunk, N)
 
     kept = [rows(start) for start in starts] if len(features) ** 2 <= KEEP else None
-    return lambda values: torch.cat([values @ (kept[i] if kept else rows(start)).T for i, start in enumerate(starts)], dim=1)
+    return lambda values: torch.cat(
+        [values @ (kept[i] if kept else rows(start)).T for i, start in enumerate(starts)], dim=1
+    )
 
 
 def mean_field_crf(
@@ -75,7 +77,9 @@ def mean_field_crf(
     if w1 > 0 and image is None:
         raise ValueError("the appearance kernel (w1 > 0) needs the image")
     if w1 > 0 and b > 1:  # one appearance kernel per slice: keep one in memory at a time
-        settings = dict(iterations=iterations, w1=w1, w2=w2, theta_gamma=theta_gamma, theta_alpha=theta_alpha, theta_beta=theta_beta)
+        settings = dict(
+            iterations=iterations, w1=w1, w2=w2, theta_gamma=theta_gamma, theta_alpha=theta_alpha, theta_beta=theta_beta
+        )
         return torch.stack([mean_field_crf(p[k], image[k], **settings) for k in range(b)])
     unary = -torch.log(torch.stack([1 - p, p], dim=1).clamp(CLIP, 1.0))  # (B, 2, H, W)
     kernels = []

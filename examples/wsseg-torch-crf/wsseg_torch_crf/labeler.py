@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from pydantic import Field
+
 from wsseg.training import resolve_device
 from wsseg_otsu_crf import OtsuCRFConfig, OtsuCRFLabeler
-
 from wsseg_torch_crf.crf import mean_field_crf
 
 

@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from phantoms import phantom_set, stack_level, wsseg_phantom_set  # noqa: E402
-from wsseg.training import Monitor  # noqa: E402
 
 from wsseg.metrics import auroc  # noqa: E402
+from wsseg.training import Monitor  # noqa: E402
 from wsseg_drn_attention import DRNAttentionCAM  # noqa: E402
 
 
@@ -32,7 +32,12 @@ def main() -> None:
     p.add_argument("--channels", default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--levels", default="slice,stack")
-    p.add_argument("--source", choices=["wsseg", "simple"], default="wsseg", help="wsseg.data.synthetic phantoms (cropped) or the simple ring phantoms here")
+    p.add_argument(
+        "--source",
+        choices=["wsseg", "simple"],
+        default="wsseg",
+        help="wsseg.data.synthetic phantoms (cropped) or the simple ring phantoms here",
+    )
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--no-attention", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
@@ -52,8 +57,10 @@ def main() -> None:
         train, val = wsseg_phantom_set(50, seed=1), wsseg_phantom_set(25, seed=2)
     else:
         train, val = phantom_set(50, 8, seed=1), phantom_set(25, 8, seed=2)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, train slices {len(train.images)}, "
-          f"positive slices {train.labels.mean():.2f}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, train slices {len(train.images)}, "
+        f"positive slices {train.labels.mean():.2f}"
+    )
     for level in a.levels.split(","):
         tr = train if level == "slice" else stack_level(train)
         va = val if level == "slice" else stack_level(val)
@@ -66,15 +73,20 @@ def main() -> None:
         out = gen.generate(va)
         tr_out = gen.generate(tr)
         stack_y = np.array([va.labels[i].max() for i in va.stacks()])
-        print(f"{level}: {gen.config.epochs} epochs in {dt:.1f}s = {dt / gen.config.epochs:.2f}s/epoch (incl. validation)")
+        print(
+            f"{level}: {gen.config.epochs} epochs in {dt:.1f}s = {dt / gen.config.epochs:.2f}s/epoch (incl. validation)"
+        )
         print("  val_auroc per epoch:", " ".join(f"{h.get('val_auroc', float('nan')):.3f}" for h in gen.history))
         print("  loss per epoch:", " ".join(f"{h['loss']:.3f}" for h in gen.history))
-        print(f"  final val slice AUROC {auroc(out.slice_scores, val.labels):.3f}, stack AUROC {auroc(out.stack_scores, stack_y):.3f}, "
-              f"train slice AUROC {auroc(tr_out.slice_scores, train.labels):.3f}")
+        print(
+            f"  final val slice AUROC {auroc(out.slice_scores, val.labels):.3f}, "
+            f"stack AUROC {auroc(out.stack_scores, stack_y):.3f}, "
+            f"train slice AUROC {auroc(tr_out.slice_scores, train.labels):.3f}"
+        )
         # where does the positive CAM mass sit on true-scar slices? (fraction of positive mass on bright ring pixels)
         pos = np.flatnonzero(val.labels == 1)
         cams = out.cams[pos]
-        bright = (val.images[pos].reshape(len(pos), 16, 4, 16, 4).mean((2, 4)) > 0.45)
+        bright = val.images[pos].reshape(len(pos), 16, 4, 16, 4).mean((2, 4)) > 0.45
         mass = np.clip(cams, 0, None)
         frac = (mass * bright).sum() / max(mass.sum(), 1e-12)
         print(f"  fraction of positive restricted-CAM mass on bright pixels (positive val slices): {frac:.2f}")

@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from phantoms import phantom_set, stack_level  # noqa: E402
-from wsseg.interfaces import WeakSet  # noqa: E402
-from wsseg.training import Monitor  # noqa: E402
 
+from wsseg.interfaces import WeakSet  # noqa: E402
 from wsseg.metrics import auroc  # noqa: E402
+from wsseg.training import Monitor  # noqa: E402
 from wsseg_drn_attention import DRNAttentionCAM  # noqa: E402
 
 
@@ -50,7 +50,10 @@ def main() -> int:
             out = gen.generate(va)
         for w in {str(w.message)[:200] for w in caught}:
             print("  WARNING:", w)
-        print(f"{level}: {dt:.2f} s/epoch on GPU (incl. validation); val_auroc {[round(h['val_auroc'], 3) for h in gen.history]}")
+        print(
+            f"{level}: {dt:.2f} s/epoch on GPU (incl. validation); "
+            f"val_auroc {[round(h['val_auroc'], 3) for h in gen.history]}"
+        )
         cpu = DRNAttentionCAM({"epochs": 3}, device="cpu")
         cpu.load_state_dict(gen.state_dict())
         ref = cpu.generate(va)
@@ -64,7 +67,10 @@ def main() -> int:
                 a, b = getattr(cur, field), getattr(ref, field)
                 diff = float(np.abs(a - b).max())
                 rel = diff / max(float(np.abs(b).max()), 1e-12)
-                print(f"  tf32={tf32} cuda vs cpu {field}: shape {a.shape} dtype {a.dtype} max|diff| {diff:.2e} (relative to max|cpu| {rel:.2e})")
+                print(
+                    f"  tf32={tf32} cuda vs cpu {field}: shape {a.shape} dtype {a.dtype} max|diff| {diff:.2e} "
+                    f"(relative to max|cpu| {rel:.2e})"
+                )
                 ok &= a.shape == b.shape and a.dtype == np.float32 and rel < (2e-2 if tf32 else 1e-4)
         torch.backends.cudnn.allow_tf32 = True
         images = va.images.copy()
@@ -72,10 +78,16 @@ def main() -> int:
         again = gen.generate(WeakSet(images, va.myocardium, va.stack_ids, va.labels)).cams
         others = np.arange(len(images)) != 3
         diff = float(np.abs(again[others] - out.cams[others]).max())
-        print(f"  perturb slice 3 -> max|diff| on other slices {diff:.2e}; slice 3 changed: {not np.allclose(again[3], out.cams[3])}")
+        print(
+            f"  perturb slice 3 -> max|diff| on other slices {diff:.2e}; "
+            f"slice 3 changed: {not np.allclose(again[3], out.cams[3])}"
+        )
         ok &= diff <= 1e-6
         stack_y = [va.labels[i].max() for i in va.stacks()]
-        print(f"  val slice AUROC {auroc(out.slice_scores, val.labels):.3f}, stack AUROC {auroc(out.stack_scores, stack_y):.3f}")
+        print(
+            f"  val slice AUROC {auroc(out.slice_scores, val.labels):.3f}, "
+            f"stack AUROC {auroc(out.stack_scores, stack_y):.3f}"
+        )
     print("CUDA CHECK", "OK" if ok else "FAILED")
     return 0 if ok else 1
 

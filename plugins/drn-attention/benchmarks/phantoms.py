@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+
 from wsseg.interfaces import WeakSet
 
 
@@ -38,7 +39,9 @@ def phantom_slice(rng: np.random.Generator, scar: bool, size: int = 64) -> tuple
     return img, myo.astype(np.float32)
 
 
-def phantom_set(n_stacks: int, depth: int | tuple[int, int], seed: int = 0, size: int = 64, p_pos: float = 0.5) -> WeakSet:
+def phantom_set(
+    n_stacks: int, depth: int | tuple[int, int], seed: int = 0, size: int = 64, p_pos: float = 0.5
+) -> WeakSet:
     """``n_stacks`` stacks; ``depth`` fixed or a (low, high) range. Labels are per slice."""
     rng = np.random.default_rng(seed)
     images, myos, ids, labels = [], [], [], []
@@ -90,5 +93,8 @@ def wsseg_phantom_set(n_stacks: int, seed: int = 0, roi_size: int = 64, fibrosis
         labels += list(np.isin(lab, FIBROSIS).any(axis=(1, 2)).astype(int))
         ids += [s] * len(img)
     return WeakSet(
-        np.concatenate(images).astype(np.float32), np.concatenate(myos).astype(np.float32), np.array(ids), np.array(labels)
+        np.concatenate(images).astype(np.float32),
+        np.concatenate(myos).astype(np.float32),
+        np.array(ids),
+        np.array(labels),
     )

@@ -8,12 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
+
 from wsseg.augment import random_dihedral, random_dihedral_codes
 from wsseg.distributed import local_share
 from wsseg.interfaces import CAMGenerator, CAMOutput, Level, PluginConfig, WeakSet
 from wsseg.metrics import auroc
 from wsseg.training import Monitor, minibatches, train_loop
-
 from wsseg_drn_attention.model import CAMNet
 from wsseg_drn_attention.pooling import restrict, restricted_average
 
@@ -45,12 +45,15 @@ class DRNAttentionConfig(PluginConfig):
     stack_batch_size: int = Field(2, ge=1, le=1024, description="stacks per step (stack level)")
     stack_training: Literal["stack", "slices"] = Field(
         "stack",
-        description="stack level: one logit per stack from the CAM pooled over the stack (the paper), or 'slices': each "
+        description="stack level: one logit per stack from the CAM pooled over the stack (the paper), or 'slices': "
+        "each "
         "slice learns its stack's label and a stack scores its highest slice",
     )
     augment: bool = Field(True, description="random flips / 90-degree rotations of image + myocardium in training")
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
-    select_best: bool = Field(False, description="end with the weights of the epoch with the best val AUROC (when val data is given)")
+    select_best: bool = Field(
+        False, description="end with the weights of the epoch with the best val AUROC (when val data is given)"
+    )
 
     @field_validator("channels")
     @classmethod
@@ -84,7 +87,9 @@ class DRNAttentionCAM(CAMGenerator):
     levels: ClassVar[tuple[Level, ...]] = ("slice", "stack")
     config: DRNAttentionConfig
 
-    def __init__(self, config: DRNAttentionConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
+    def __init__(
+        self, config: DRNAttentionConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0
+    ):
         super().__init__(config, device=device, seed=seed)
         self.level: Level | None = None
         self.history: list[dict[str, float]] = []
@@ -93,7 +98,9 @@ class DRNAttentionCAM(CAMGenerator):
     # ------------------------------------------------------------------ helpers
     def _build(self) -> CAMNet:
         c = self.config
-        model = CAMNet(2, c.channels, c.attention, c.attention_reduction, c.pool_divisor, c.myo_threshold, c.myo_dilation)
+        model = CAMNet(
+            2, c.channels, c.attention, c.attention_reduction, c.pool_divisor, c.myo_threshold, c.myo_dilation
+        )
         return model.to(self.device).eval()
 
     @staticmethod
@@ -147,7 +154,9 @@ class DRNAttentionCAM(CAMGenerator):
         slice_logits = restricted_average(r.double(), m, divisor)
         stacks, groups = self._stack_groups(data)
         if self._pools_stacks(level):
-            stack_scores = torch.sigmoid(restricted_average(r.double(), m, divisor, torch.from_numpy(groups), len(stacks))).numpy()
+            stack_scores = torch.sigmoid(
+                restricted_average(r.double(), m, divisor, torch.from_numpy(groups), len(stacks))
+            ).numpy()
         else:
             slice_scores = torch.sigmoid(slice_logits).numpy()
             stack_scores = np.array([slice_scores[idx].max() for idx in stacks], dtype=np.float32)
@@ -263,7 +272,9 @@ class DRNAttentionCAM(CAMGenerator):
         if level is not None and level not in self.levels:
             raise ValueError(f"bad level in state: {level!r}")
         saved = state.get("architecture", {})
-        mismatched = [k for k in _ARCHITECTURE_KEYS if k in saved and _normalise(saved[k]) != _normalise(getattr(self.config, k))]
+        mismatched = [
+            k for k in _ARCHITECTURE_KEYS if k in saved and _normalise(saved[k]) != _normalise(getattr(self.config, k))
+        ]
         if mismatched:
             detail = ", ".join(f"{k}: saved {saved[k]!r}, config {getattr(self.config, k)!r}" for k in mismatched)
             raise ValueError(f"state was saved with another architecture ({detail})")

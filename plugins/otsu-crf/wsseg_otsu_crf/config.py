@@ -28,7 +28,9 @@ class OtsuCRFConfig(PluginConfig):
     w2: float = Field(1.0, ge=0.0, le=1000.0, description="Weight of the Gaussian smoothness kernel (0 = off).")
     theta_gamma: float = Field(3.0, gt=0.0, le=1000.0, description="Width of the smoothness kernel, pixels.")
     theta_alpha: float = Field(80.0, gt=0.0, le=1000.0, description="Spatial width of the appearance kernel, pixels.")
-    theta_beta: float = Field(13.0, gt=0.0, le=1000.0, description="Intensity width of the appearance kernel, grey levels 0..255.")
+    theta_beta: float = Field(
+        13.0, gt=0.0, le=1000.0, description="Intensity width of the appearance kernel, grey levels 0..255."
+    )
     threshold: float = Field(
         0.5, gt=0.0, le=1.0, description="Without CRF, mask = probability >= threshold (0.5: every positive CAM pixel)."
     )

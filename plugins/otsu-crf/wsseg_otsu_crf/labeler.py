@@ -1,4 +1,4 @@
-"""The ``otsu-crf`` pseudo-labeler: step 3 of the method (wsseg's docs/method.md) as a :class:`~wsseg.interfaces.PseudoLabeler`."""
+"""The ``otsu-crf`` pseudo-labeler: step 3 of the method (docs/method.md) as a ``PseudoLabeler``."""
 
 from __future__ import annotations
 

@@ -24,13 +24,19 @@ class UNetConfig(PluginConfig):
     lr: float = Field(1e-3, gt=0, le=10)
     batch_size: int = Field(16, ge=1, le=4096)
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
-    affine: bool = Field(False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)")
+    affine: bool = Field(
+        False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)"
+    )
     gamma: float = Field(
         0.0, ge=0, le=2, description="random gamma correction of the image channel, exponent exp(+-gamma) (0 = off)"
     )
-    bce_weight: float = Field(0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss")
+    bce_weight: float = Field(
+        0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss"
+    )
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
-    select_best: bool = Field(False, description="end with the weights of the epoch with the best val Dice (when val data is given)")
+    select_best: bool = Field(
+        False, description="end with the weights of the epoch with the best val Dice (when val data is given)"
+    )
 
 
 class UNetSegmenter(Segmenter):
@@ -82,7 +88,18 @@ class UNetSegmenter(Segmenter):
                 return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
 
         select = "val_dice" if cfg.select_best and validate is not None else None
-        train_loop(network, batches, loss, epochs=cfg.epochs, lr=cfg.lr, seed=self.seed, monitor=monitor, validate=validate, cosine=cfg.cosine, select=select)
+        train_loop(
+            network,
+            batches,
+            loss,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            seed=self.seed,
+            monitor=monitor,
+            validate=validate,
+            cosine=cfg.cosine,
+            select=select,
+        )
 
     @torch.no_grad()
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -90,7 +107,9 @@ class UNetSegmenter(Segmenter):
             raise RuntimeError("the U-Net is not trained: call fit or load_state_dict first")
         self.network.eval()
         out = [
-            self.network(torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device))[:, 0].cpu()
+            self.network(torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device))[
+                :, 0
+            ].cpu()
             for i in range(0, len(inputs), 64)
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, *inputs.shape[2:]), np.float32)

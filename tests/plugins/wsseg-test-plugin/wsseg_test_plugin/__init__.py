@@ -22,5 +22,7 @@ class CAMThresholdLabeler(PseudoLabeler):
     def label(self, cam, image, myocardium, weak_label):
         if not weak_label or cam.max() <= 0:
             return np.zeros(image.shape, bool)
-        resized = F.interpolate(torch.from_numpy(cam[None, None].astype(np.float32)), size=image.shape, mode="bilinear")[0, 0].numpy()
+        resized = F.interpolate(
+            torch.from_numpy(cam[None, None].astype(np.float32)), size=image.shape, mode="bilinear"
+        )[0, 0].numpy()
         return resized > self.config.fraction * resized.max()
