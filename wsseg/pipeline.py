@@ -84,7 +84,7 @@ class Stage:
     processes: bool = False
     """Whether it runs on the torchrun processes of params' ``distributed`` section."""
     extra_outs: Callable[[Workspace, str | None], list[Path]] = field(default=lambda ws, key: [])
-    """Files it writes beside its artefact (kept out of DVC's cache)."""
+    """Files it writes beside its artefact (kept out of DVC's cache); a model's training curves are implied."""
 
     def option(self, key: str | None) -> str:
         """The command-line option that selects ``key`` (empty for stages made once)."""
@@ -139,10 +139,6 @@ def _evaluated(params: Params, key: str | None) -> list[Ref]:
     ]
 
 
-def _curves(ws: Workspace, stem: str) -> list[Path]:
-    return [ws.curves(stem)]
-
-
 STAGES: tuple[Stage, ...] = (
     Stage(
         command="synth",
@@ -173,7 +169,6 @@ STAGES: tuple[Stage, ...] = (
         plugin="myocardium",
         device=True,
         processes=True,
-        extra_outs=lambda ws, key: _curves(ws, "myocardium"),
     ),
     Stage(
         command="predict-myo",
@@ -205,7 +200,6 @@ STAGES: tuple[Stage, ...] = (
         plugin="cam",
         device=True,
         processes=True,
-        extra_outs=lambda ws, key: _curves(ws, f"cam-{key}"),
     ),
     Stage(
         command="predict-cam",
@@ -250,7 +244,6 @@ STAGES: tuple[Stage, ...] = (
         plugin="segmentation",
         device=True,
         processes=True,
-        extra_outs=lambda ws, key: _curves(ws, f"fibrosis-{key}"),
     ),
     Stage(
         command="predict",
@@ -370,6 +363,8 @@ def _dvc_entry(
         entry["params"] = keys if default else [{params_file: keys}]
     output = str(artefact_path(ws, made_by.makes, shown))
     extra = [str(path) for path in made_by.extra_outs(ws, shown)]
+    if made_by.kind == "model":
+        extra.append(str(ws.curves(Path(output).stem)))  # train_model's monitor writes them there
     if made_by.kind == "metrics":
         entry["metrics"] = [{output: {"cache": False}}]
         entry["outs"] = [{path: {"cache": False}} for path in extra]
@@ -413,7 +408,8 @@ def dvc_stages(params: Params, ws: Workspace, params_file: str = "params.yaml") 
             else:
                 stages.update({f"{made_by.command}-{key}": entry for key, entry in exact.items()})
         if made_by.kind == "model":
-            plots += [{f"{path}/plots/metrics": {"x": "step"}} for key in keys for path in made_by.extra_outs(ws, key)]
+            curves = [ws.curves(artefact_path(ws, made_by.makes, key).stem) for key in keys]
+            plots += [{f"{path}/plots/metrics": {"x": "step"}} for path in curves]
     return {"stages": stages, "plots": plots}
 
 
