@@ -39,6 +39,9 @@ class SyntheticConfig(Section):
     noise: float = Field(0.05, ge=0, le=1)
     bias_field: float = Field(0.3, ge=0, lt=2)
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    myocardium_masks: bool = Field(
+        False, description="also write myocardium-only masks (myocardium/) for the train cases without pixel labels"
+    )
 
     @model_validator(mode="after")
     def _slice_range(self) -> SyntheticConfig:
@@ -93,6 +96,10 @@ class MyocardiumAdditions(Section):
     """Myocardium options beyond the paper (off by default)."""
 
     flips: bool = Field(False, description="test-time flips: average the predictions over the image and its flips")
+    myocardium_only_masks: bool = Field(
+        False,
+        description="also train on the myocardium-only masks (myocardium/) of the train cases without pixel labels",
+    )
 
 
 class MyocardiumParams(PluginSection):

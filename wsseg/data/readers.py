@@ -2,13 +2,15 @@
 
 The folder form (the shared EMIDEC export uses it)::
 
-    cases.csv    case_id, split, pixel_labels, [n_slices], stack_fibrosis
-    slices.csv   case_id, slice_index, image, label, slice_fibrosis
+    cases.csv    case_id, split, pixel_labels, [n_slices], stack_fibrosis, [myocardium_labels]
+    slices.csv   case_id, slice_index, image, label, slice_fibrosis, [myocardium]
     images/      <case>_slice<NNN>.png          or   <case>.nii.gz / .nii / .mha / .nrrd
     labels/      same names, for pixel-labelled cases only
+    myocardium/  same names, myocardium-only masks for cases without pixel labels (optional)
 
 Label images use the EMIDEC coding: 0 background, 1 LV cavity, 2 myocardium, 3 infarct,
-4 no-reflow; myocardium = {2, 3, 4}, fibrosis = {3, 4}. For volumes, ``slices.csv`` is optional
+4 no-reflow; myocardium = {2, 3, 4}, fibrosis = {3, 4}. Myocardium-only masks use 0, 1 and 2
+only (any scar merged into 2): they feed the myocardium model and never say where fibrosis is. For volumes, ``slices.csv`` is optional
 (without it every z slice is read, slice labels come from the label volume when there is one)
 and its ``image``/``label`` columns may be left out.
 """
@@ -29,6 +31,7 @@ from wsseg.errors import DataError, excerpt
 
 SPLITS = ("train", "val", "test")
 LABEL_VALUES = (0, 1, 2, 3, 4)
+MYOCARDIUM_MASK_VALUES = (0, 1, 2)
 MYOCARDIUM_LABELS = (2, 3, 4)
 FIBROSIS_LABELS = (3, 4)
 SLICE_NAME = re.compile(r"^(?P<case>.+)_slice(?P<index>[0-9]{1,6})\.png$")
@@ -39,7 +42,9 @@ class SliceRecord:
     """One 2D slice: where its pixels are and what is known about it.
 
     ``slice_fibrosis`` and ``stack_fibrosis`` are 0/1, or -1 where unknown (e.g. test cases).
-    For volumes, ``z`` is the slice's index in the volume file.
+    ``myocardium`` is a myocardium-only mask (0 background, 1 cavity, 2 myocardium with any scar
+    merged in) for a slice without a label image. For volumes, ``z`` is the slice's index in the
+    volume file.
     """
 
     case_id: str
@@ -51,6 +56,7 @@ class SliceRecord:
     slice_fibrosis: int = -1
     stack_fibrosis: int = -1
     z: int | None = None
+    myocardium: Path | None = None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -101,9 +107,11 @@ def read_cases(folder: Path) -> dict[str, dict]:
         if row["split"] not in SPLITS:
             raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {excerpt(row['split'])}")
         pixel_labels = _binary(row.get("pixel_labels", ""), where)
+        myocardium_labels = _binary(row.get("myocardium_labels", ""), where)
         cases[case] = {
             "split": row["split"],
             "pixel_labels": None if pixel_labels < 0 else pixel_labels == 1,
+            "myocardium_labels": None if myocardium_labels < 0 else myocardium_labels == 1,
             "stack_fibrosis": _binary(row.get("stack_fibrosis", ""), where),
             "where": where,
         }
@@ -139,6 +147,11 @@ def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
     for where, row, case, index in _slice_table(folder / "slices.csv", cases, ("image",)):
         image = existing_file(folder, row["image"], where)
         label = existing_file(folder, row["label"], where) if row.get("label") else None
+        myocardium = existing_file(folder, row["myocardium"], where) if row.get("myocardium") else None
+        if label is not None and myocardium is not None:
+            raise DataError(
+                f"{where}: give a label image or a myocardium mask, not both (the label image holds the myocardium)"
+            )
         info = cases[case]
         records.append(
             SliceRecord(
@@ -150,13 +163,14 @@ def _slice_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
                 pixel_labels=label is not None,
                 slice_fibrosis=_binary(row.get("slice_fibrosis", ""), where),
                 stack_fibrosis=info["stack_fibrosis"],
+                myocardium=myocardium,
             )
         )
     return records
 
 
 def _volume_file(folder: Path, kind: str, case: str) -> Path | None:
-    """The volume of ``case`` in ``folder/kind`` (``images`` or ``labels``), checked to lie inside ``folder``."""
+    """The volume of ``case`` in ``folder/kind`` (``images``, ``labels``, ``myocardium``), checked to lie inside it."""
     for suffix in VOLUME_SUFFIXES:
         path = folder / kind / f"{case}{suffix}"
         if path.is_file():
@@ -175,14 +189,27 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
         if image is None:
             raise DataError(f"{folder / 'images'}: no volume for case {case} ({', '.join(VOLUME_SUFFIXES)})")
         label = _volume_file(folder, "labels", case)
+        myocardium = _volume_file(folder, "myocardium", case)
+        if label is not None and myocardium is not None:
+            raise DataError(f"{myocardium}: case {case} has a label volume too; give one or the other")
         shape = read_volume(image)[0].shape
-        if label is not None and read_volume(label)[0].shape != shape:
-            raise DataError(f"{label}: size {read_volume(label)[0].shape} differs from its image {shape}")
+        for mask in (label, myocardium):
+            if mask is not None and read_volume(mask)[0].shape != shape:
+                raise DataError(f"{mask}: size {read_volume(mask)[0].shape} differs from its image {shape}")
         for z in range(shape[0]):
             fibrosis = slice_labels.pop((case, z), (-1, ""))[0]
             records.append(
                 SliceRecord(
-                    case, z, image, label, info["split"], label is not None, fibrosis, info["stack_fibrosis"], z
+                    case,
+                    z,
+                    image,
+                    label,
+                    info["split"],
+                    label is not None,
+                    fibrosis,
+                    info["stack_fibrosis"],
+                    z,
+                    myocardium,
                 )
             )
     if slice_labels:
@@ -192,7 +219,7 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
 
 
 def _check_case(case: str, info: dict, slices: list[SliceRecord], folder: Path) -> None:
-    """One case's slices agree with its row in cases.csv: pixel labels and stack label."""
+    """One case's slices agree with its row in cases.csv: pixel labels, myocardium masks and stack label."""
     where = info["where"]
     if not slices:
         raise DataError(f"{where}: case {case} has no slices")
@@ -202,6 +229,16 @@ def _check_case(case: str, info: dict, slices: list[SliceRecord], folder: Path) 
     if info["pixel_labels"] is False and len(unlabelled) < len(slices):
         raise DataError(
             f"{where}: case {case} has pixel_labels 0 but label images in {folder / 'labels'} or slices.csv"
+        )
+    without = [r.slice_index for r in slices if r.label is None and r.myocardium is None]
+    if info["myocardium_labels"] and without:
+        raise DataError(
+            f"{where}: case {case} has myocardium_labels 1 but slice {without[0]} has no label image or myocardium mask"
+        )
+    if info["myocardium_labels"] is False and any(r.myocardium is not None for r in slices):
+        raise DataError(
+            f"{where}: case {case} has myocardium_labels 0 but myocardium masks in {folder / 'myocardium'} "
+            "or slices.csv"
         )
     check_stack_label(case, info["stack_fibrosis"], [r.slice_fibrosis for r in slices], where)
 
@@ -260,16 +297,30 @@ def load_image(record: SliceRecord) -> np.ndarray:
     return array
 
 
+def _load_coded(path: Path, z: int | None, allowed: tuple[int, ...], what: str) -> np.ndarray:
+    array = read_volume(path)[0][z] if z is not None else _read_png(path)
+    values = np.unique(array)
+    bad = values[~np.isin(values, allowed)]
+    if bad.size:
+        raise DataError(f"{path}: {what} values must be in {allowed}, found {bad[:5].tolist()}")
+    return array.astype(np.uint8)
+
+
+def load_myocardium_mask(record: SliceRecord) -> np.ndarray | None:
+    """The slice's myocardium-only mask ``(H, W)`` uint8 (0 background, 1 cavity, 2 myocardium), or ``None``.
+
+    A 3 or 4 is refused: it would be a fibrosis label, which a myocardium-only mask must not carry.
+    """
+    if record.myocardium is None:
+        return None
+    return _load_coded(record.myocardium, record.z, MYOCARDIUM_MASK_VALUES, "myocardium mask")
+
+
 def load_label(record: SliceRecord) -> np.ndarray | None:
     """The slice's label image ``(H, W)`` uint8 in EMIDEC coding, or ``None``."""
     if record.label is None:
         return None
-    array = read_volume(record.label)[0][record.z] if record.z is not None else _read_png(record.label)
-    values = np.unique(array)
-    bad = values[~np.isin(values, LABEL_VALUES)]
-    if bad.size:
-        raise DataError(f"{record.label}: label values must be in {LABEL_VALUES}, found {bad[:5].tolist()}")
-    return array.astype(np.uint8)
+    return _load_coded(record.label, record.z, LABEL_VALUES, "label")
 
 
 def _folder_entries(folder: Path) -> list[Path]:

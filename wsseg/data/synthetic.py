@@ -345,6 +345,8 @@ def _write_cases(root: Path, config: SyntheticConfig) -> None:
     """Write images, labels and both CSVs of the whole set under ``root``."""
     (root / "images").mkdir()
     (root / "labels").mkdir()
+    if config.myocardium_masks:
+        (root / "myocardium").mkdir()
     plan = _case_plan(config)
     width = max(3, len(str(len(plan))))
     cases, slices = [], []
@@ -353,15 +355,27 @@ def _write_cases(root: Path, config: SyntheticConfig) -> None:
         case_id = f"case{index + 1:0{width}d}"
         images, labels = phantom_case(np.random.default_rng([config.seed, index]), config, fibrosis)
         slice_labels = _slice_fibrosis(labels, config.min_scar_pixels)
+        contours = config.myocardium_masks and split == "train" and not pixel_labels
         for k, (image, label, slice_label) in enumerate(zip(images, labels, slice_labels)):
             name = f"{case_id}_slice{k:03d}.png"
             _save_png(np.round(image * 255).astype(np.uint8), root / "images" / name)
             if pixel_labels:
                 _save_png(label, root / "labels" / name)
-            slices.append([case_id, k, f"images/{name}", f"labels/{name}" if pixel_labels else "", int(slice_label)])
-        cases.append([case_id, split, pixel_labels, len(images), int(slice_labels.max())])
-    _write_csv(root / "cases.csv", ["case_id", "split", "pixel_labels", "n_slices", "stack_fibrosis"], cases)
-    _write_csv(root / "slices.csv", ["case_id", "slice_index", "image", "label", "slice_fibrosis"], slices)
+            if contours:  # the scar merged into the myocardium: no fibrosis information
+                _save_png(
+                    np.where(np.isin(label, FIBROSIS), MYOCARDIUM, label).astype(np.uint8), root / "myocardium" / name
+                )
+            row = [case_id, k, f"images/{name}", f"labels/{name}" if pixel_labels else "", int(slice_label)]
+            slices.append(row + ([f"myocardium/{name}" if contours else ""] if config.myocardium_masks else []))
+        row = [case_id, split, pixel_labels, len(images), int(slice_labels.max())]
+        cases.append(row + ([int(pixel_labels or contours)] if config.myocardium_masks else []))
+    extra = config.myocardium_masks
+    case_columns = ["case_id", "split", "pixel_labels", "n_slices", "stack_fibrosis"] + (
+        ["myocardium_labels"] if extra else []
+    )
+    slice_columns = ["case_id", "slice_index", "image", "label", "slice_fibrosis"] + (["myocardium"] if extra else [])
+    _write_csv(root / "cases.csv", case_columns, cases)
+    _write_csv(root / "slices.csv", slice_columns, slices)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:

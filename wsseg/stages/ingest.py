@@ -18,6 +18,7 @@ from wsseg.data.readers import (
     check_stack_label,
     load_image,
     load_label,
+    load_myocardium_mask,
     read_folder,
 )
 from wsseg.data.synthetic import write_phantom_set
@@ -101,7 +102,8 @@ def ingest(params: Params, ws: Workspace) -> Path:
     """Read, check and resample every slice of the source folder into ``dataset.h5``.
 
     Images go to a common ``image_size`` grid; label images become myocardium and fibrosis masks
-    on that grid and, for evaluation, at the slice's original resolution.
+    on that grid and, for evaluation, at the slice's original resolution. Myocardium-only masks
+    (``myocardium/``) give the myocardium mask of slices without a label image, and never fibrosis.
     """
     source = source_folder(params, ws)
     records = read_folder(source)
@@ -114,15 +116,16 @@ def ingest(params: Params, ws: Workspace) -> Path:
     shapes: list[tuple[int, ...]] = []
     for record in track(records, "ingest slices"):
         raw = load_image(record)
-        label = load_label(record)
-        if label is not None and label.shape != raw.shape:
-            raise DataError(f"{record.label}: size {label.shape} differs from its image {raw.shape}")
-        if label is None:
-            label = np.zeros((0, 0), np.uint8)
+        label, contour = load_label(record), load_myocardium_mask(record)
+        for mask, path in ((label, record.label), (contour, record.myocardium)):
+            if mask is not None and mask.shape != raw.shape:
+                raise DataError(f"{path}: size {mask.shape} differs from its image {raw.shape}")
         images.append(prepare_image(raw, params))
         shapes.append(raw.shape)
-        myo_original.append(np.isin(label, MYOCARDIUM_LABELS).astype(np.uint8))
-        fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8))
+        drawn = label if label is not None else contour  # a myocardium-only mask codes the myocardium as 2 too
+        empty = np.zeros((0, 0), np.uint8)
+        myo_original.append(np.isin(drawn, MYOCARDIUM_LABELS).astype(np.uint8) if drawn is not None else empty)
+        fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8) if label is not None else empty)
         for masks, full in ((myocardium, myo_original[-1]), (fibrosis, fib_original[-1])):
             masks.append(to_grid(full, params, nearest=True) if full.size else np.zeros((size, size), np.float32))
     slice_label, stack_label = _weak_labels(records, fib_original, source / "cases.csv")
@@ -137,6 +140,7 @@ def ingest(params: Params, ws: Workspace) -> Path:
             "myocardium_mask": np.stack(myocardium).astype(np.uint8),
             "fibrosis_mask": np.stack(fibrosis).astype(np.uint8),
             "has_mask": np.array([r.pixel_labels for r in records]),
+            "has_myocardium": np.array([r.label is not None or r.myocardium is not None for r in records]),
             "myocardium_original": myo_original,
             "fibrosis_original": fib_original,
             "original_shape": np.array(shapes, dtype=np.int64),

@@ -15,9 +15,14 @@ from wsseg.workspace import Workspace
 
 
 def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
-    """Train the myocardium segmenter on the pixel-labelled train slices (validated on the val split's)."""
+    """Train the myocardium segmenter on the train slices with a drawn myocardium (validated on the val split's).
+
+    Those are the pixel-labelled slices, and with ``myocardium.additions.myocardium_only_masks`` also the
+    slices with a myocardium-only mask.
+    """
     data = read_artefact(params, ws, "dataset")
-    train = data["has_mask"] & (data["split"] == "train")
+    drawn = data["has_myocardium"] if params.myocardium.additions.myocardium_only_masks else data["has_mask"]
+    train = drawn & (data["split"] == "train")
     val = data["has_mask"] & (data["split"] == "val")
     images, masks = data["images"][:, None], data["myocardium_mask"].astype(np.float32)
 
