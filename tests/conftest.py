@@ -25,7 +25,8 @@ OVERRIDES = {
         "image_size": 64,
         "roi_size": 32,
     },
-    "myocardium": {"config": {"epochs": 3, "base_channels": 4, "depth": 3}},
+    "heart": {"image_size": 32, "config": {"epochs": 3, "base_channels": 4, "depth": 3}},
+    "myocardium": {"roi_size": 32, "config": {"epochs": 3, "base_channels": 4, "depth": 3, "affine": False}},
     "cam": {"config": {"epochs": 2, "channels": [4, 4, 8, 8, 8, 8, 8, 8]}},
     "segmentation": {"config": {"epochs": 2, "base_channels": 4, "depth": 3}},
 }

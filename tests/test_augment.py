@@ -1,7 +1,16 @@
 import numpy as np
 import torch
 
-from wsseg.augment import dihedral, flip_averaged, random_affine, random_dihedral, random_dihedral_codes, random_gamma
+from wsseg.augment import (
+    dihedral,
+    flip_averaged,
+    paint_scar,
+    random_affine,
+    random_dihedral,
+    random_dihedral_codes,
+    random_gamma,
+    random_intensity,
+)
 
 
 def test_the_eight_codes_are_distinct_and_channels_move_together():
@@ -50,3 +59,37 @@ def test_random_gamma_changes_only_the_image_channel_keeping_range_and_order():
     assert exponents.min() > np.exp(-0.4) - 1e-4 and exponents.max() < np.exp(0.4) + 1e-4
     assert exponents.max() - exponents.min() > 0.05  # each sample draws its own exponent
     assert torch.allclose(random_gamma(x, np.random.default_rng(0), 0.0), x)
+
+
+def test_random_affine_zoom_magnifies_within_its_log_range():
+    x = torch.zeros(64, 1, 64, 64)
+    x[:, :, 24:40, 24:40] = 1
+    y = random_affine(x, np.random.default_rng(0), degrees=0, shift=0, zoom=(0.5, 2.0))
+    areas = y.sum((1, 2, 3)) / x.sum((1, 2, 3))  # area ratio = magnification squared
+    assert areas.min() > 0.25 * 0.9 and areas.max() < 4.0 * 1.1
+    assert (areas < 0.7).any() and (areas > 1.5).any()
+
+
+def test_random_intensity_changes_only_the_image_within_range_and_reproducibly():
+    x = torch.rand(6, 2, 32, 32)
+    settings = {"bias_field": 0.3, "low_resolution": 0.5, "blur": 1.2, "noise": 0.05}
+    y = random_intensity(x, np.random.default_rng(3), **settings)
+    assert torch.equal(y[:, 1], x[:, 1]) and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(y[:, 0], x[:, 0])
+    assert torch.equal(y, random_intensity(x, np.random.default_rng(3), **settings))
+    assert torch.equal(random_intensity(x, np.random.default_rng(3)), x)
+
+
+def test_scar_painting_brightens_part_of_the_wall_and_nothing_else():
+    from wsseg.config import SyntheticConfig
+    from wsseg.data.synthetic import phantom_case
+
+    images, labels = phantom_case(np.random.default_rng([0, 3]), SyntheticConfig(), False)
+    wall = np.isin(labels, (2, 3, 4))
+    x = torch.from_numpy(np.stack([images, wall], 1).astype(np.float32))
+    y = paint_scar(x, np.random.default_rng(0), 1.0)
+    changed = (y[:, 0] - x[:, 0]).abs() > 1e-6
+    assert torch.equal(y[:, 1], x[:, 1])  # the target stays myocardium
+    assert changed.any() and not (changed & ~torch.from_numpy(wall)).any()
+    assert (y[:, 0][changed] - x[:, 0][changed]).mean() > 0.1  # brighter, towards the blood pool
+    assert torch.equal(paint_scar(x, np.random.default_rng(0), 0.0), x)

@@ -66,3 +66,18 @@ def test_roi_normalise_stretches_each_crop_to_the_full_range():
     assert plain.max() <= 0.41
     assert stretched.min() == 0 and stretched.max() == 1
     assert np.corrcoef(plain[0].ravel(), stretched[0].ravel())[0, 1] > 0.99
+
+
+def test_a_known_spacing_fixes_the_physical_field_of_view_and_maps_back():
+    from wsseg.data.geometry import grid_view, to_grid
+
+    assert grid_view((200, 100), 0.5, 64) == field_of_view((200, 100), 0.5)  # unknown spacing: the fraction
+    view = grid_view((100, 100), 1.0, 64, spacing=2.0, grid_spacing=4.0)  # 64 px of 4 mm = 128 px of 2 mm
+    assert view == (-14, -14, 114, 114)
+    image = np.zeros((100, 100), np.float32)
+    image[40:60, 30:50] = 1
+    grid = to_grid(image, view, 64)
+    assert grid.shape == (64, 64) and grid[:8].max() == 0  # the padded border reads zeros
+    assert abs(grid.sum() * 4 - image.sum()) < 0.05 * image.sum()  # half the pixels per side
+    back = paste(grid[None], np.array([view]), (100, 100))[0] > 0.5
+    assert abs(int(back.sum()) - int(image.sum())) <= 40 and back[45:55, 35:45].all()

@@ -30,7 +30,7 @@ def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     assert result.exit_code == 0, result.output
     assert "run-all summary" in result.output and "total" in result.output
     timings = json.loads((workdir / "timings.json").read_text())
-    assert [s["stage"] for s in timings["stages"]][:3] == ["synth", "ingest", "train-myo"]
+    assert [s["stage"] for s in timings["stages"]][:4] == ["synth", "ingest", "train-heart", "train-myo"]
     assert timings["peak_mib"] >= max(s["peak_mib_so_far"] for s in timings["stages"]) > 0
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert set(metrics["fibrosis"]) == {"pixel", "slice", "stack"}
@@ -254,7 +254,9 @@ def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_cl
     data, roi = read_artefact(params, ws, "dataset"), read_roi_data(params, ws)
     busiest = data["case_id"][roi.myocardium.sum(axis=(1, 2)).argmax()]  # the tiny myocardium model misses some cases
     rows = np.flatnonzero(data["case_id"] == busiest)
-    predicted = predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows]).fibrosis_roi
+    predicted = predictor(
+        data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows]
+    ).fibrosis_roi
     cam = np.ones_like(read_cache(copy / "cache" / "cams-slice.h5")["cams"][0])
     labeler = get_plugin("pseudo_labeler", params.pseudo_label.plugin)(params.plugin_config("pseudo_label"))
     expected = np.stack([labeler.label(cam, roi.images[i], roi.myocardium[i], j % 2 == 1) for j, i in enumerate(rows)])

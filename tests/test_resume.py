@@ -166,6 +166,7 @@ def test_sigkill_during_training_then_rerun_gives_the_uninterrupted_model(ingest
     assert process.wait() == -signal.SIGKILL, f"training ended before it could be killed: {process.stderr.read()}"
     assert torch.load(resume, weights_only=False)["epochs_done"] < 8
     assert not (killed / "models" / "myocardium.pt").exists()
+    assert wsseg("train-heart", workdir=killed).exit_code == 0  # step 1 of the myocardium is in place
     result = wsseg("predict-myo", workdir=killed)  # the killed stage left nothing a later stage trusts
     assert result.exit_code == 2 and "Run `wsseg train-myo` first" in result.stderr
 

@@ -412,10 +412,10 @@ def test_a_model_file_that_would_run_code_is_refused_without_running_it(dataset,
     (tmp_path / "work" / "models").mkdir()
     torch.save(
         {"state": {}, "wsseg_version": __version__, "hook": _Payload(tmp_path / "ran")},
-        tmp_path / "work" / "models" / "myocardium.pt",
+        tmp_path / "work" / "models" / "heart.pt",
     )
     result = runner.invoke(app, ["predict-myo", "-p", str(tmp_path / "params.yaml"), "-w", str(tmp_path / "work")])
-    assert_one_line_error(result, "myocardium.pt is not a readable model file (UnpicklingError)")
+    assert_one_line_error(result, "heart.pt is not a readable model file (UnpicklingError)")
     assert not (tmp_path / "ran").exists()
 
 

@@ -4,8 +4,10 @@ Two geometric families: the 8 flips/rotations of the square (exact, no resamplin
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips. All channels of a sample
 (image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
-first. One intensity transform, :func:`random_gamma`, changes the image channel only. Randomness
-comes from a NumPy generator, so a seed reproduces an epoch exactly.
+first. Intensity transforms change the image channel only: :func:`random_gamma` (contrast),
+:func:`random_intensity` (bias field, coarser acquisition, blur, noise) and :func:`paint_scar`
+(scar-like enhancement inside the target myocardium). Randomness comes from a NumPy generator, so
+a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
@@ -16,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import kornia.enhance as KE
+import kornia.filters as KF
 import kornia.geometry.transform as KT
 import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor
 
 from wsseg.interfaces import Segmenter
@@ -27,10 +32,12 @@ __all__ = [
     "FLIPS",
     "dihedral",
     "flip_averaged",
+    "paint_scar",
     "random_affine",
     "random_dihedral",
     "random_dihedral_codes",
     "random_gamma",
+    "random_intensity",
     "segment",
 ]
 
@@ -62,15 +69,22 @@ def random_dihedral(x: Tensor, codes: np.ndarray) -> Tensor:
 
 
 def random_affine(
-    x: Tensor, rng: np.random.Generator, degrees: float = 180.0, scale: float = 0.15, shift: float = 0.05
+    x: Tensor,
+    rng: np.random.Generator,
+    degrees: float = 180.0,
+    scale: float = 0.15,
+    shift: float = 0.05,
+    zoom: tuple[float, float] | None = None,
 ) -> Tensor:
     """Warp each sample of ``x`` ``(N, C, H, W)`` by a random rotation (uniform in +-``degrees``),
-    isotropic scaling (uniform in ``1 +- scale``) and shift (uniform in +-``shift`` of the side)
-    about the image centre; bilinear, zeros outside.
+    isotropic scaling (uniform in ``1 +- scale``, or log-uniform in the ``zoom`` range when given:
+    above 1 magnifies) and shift (uniform in +-``shift`` of the side) about the image centre;
+    bilinear, zeros outside.
     """
     n, _, height, width = x.shape
     angle = torch.as_tensor(rng.uniform(-degrees, degrees, n), dtype=x.dtype)
-    factor = torch.as_tensor(rng.uniform(1 - scale, 1 + scale, n), dtype=x.dtype)
+    draw = np.exp(rng.uniform(np.log(zoom[0]), np.log(zoom[1]), n)) if zoom else rng.uniform(1 - scale, 1 + scale, n)
+    factor = torch.as_tensor(draw, dtype=x.dtype)
     offset = torch.as_tensor(rng.uniform(-shift, shift, (n, 2)) * (width, height), dtype=x.dtype)
     centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], dtype=x.dtype).expand(n, 2)
     matrix = KT.get_rotation_matrix2d(centre, angle, factor[:, None].expand(n, 2))
@@ -87,6 +101,98 @@ def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channel: 
     out = x.clone()
     out[:, channel] = KE.adjust_gamma(x[:, channel].clamp(0, 1), exponent)  # clamped first: no NaN below 0
     return out
+
+
+def random_intensity(
+    x: Tensor,
+    rng: np.random.Generator,
+    *,
+    bias_field: float = 0.0,
+    low_resolution: float = 0.0,
+    blur: float = 0.0,
+    noise: float = 0.0,
+    channel: int = 0,
+) -> Tensor:
+    """Scanner-like changes to ``channel`` of each sample of ``x`` ``(N, C, H, W)`` (intensities in 0..1):
+
+    a smooth multiplicative bias field (log-amplitude std ``bias_field / 2``), acquisition on a
+    coarser grid with probability ``low_resolution`` (down by up to 2.5x, then back up), a Gaussian
+    blur with probability 1/2 (sigma uniform up to ``blur`` pixels) and Rician-like noise (std up to
+    ``noise`` times the sample's mean). Zero settings are skipped; the result is clamped to 0..1.
+    """
+    n, _, height, width = x.shape
+    image = x[:, channel : channel + 1].clone()
+    if bias_field:
+        field = torch.as_tensor(rng.normal(0, bias_field / 2, (n, 1, 3, 3)), dtype=x.dtype)
+        image = image * torch.exp(F.interpolate(field, size=(height, width), mode="bicubic", align_corners=True))
+    if low_resolution:
+        for i in np.flatnonzero(rng.random(n) < low_resolution):
+            side = (max(8, round(height / rng.uniform(1, 2.5))), max(8, round(width / rng.uniform(1, 2.5))))
+            coarse = F.interpolate(image[i : i + 1], size=side, mode="bilinear", antialias=True, align_corners=False)
+            image[i : i + 1] = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    if blur:
+        sigma = rng.uniform(0, blur, n) * (rng.random(n) < 0.5)
+        for i in np.flatnonzero(sigma > 0.2):
+            size = 2 * int(np.ceil(2.5 * sigma[i])) + 1
+            s = torch.tensor([[sigma[i], sigma[i]]], dtype=x.dtype)
+            image[i : i + 1] = KF.gaussian_blur2d(image[i : i + 1], (size, size), s, border_type="replicate")
+    if noise:
+        std = torch.as_tensor(rng.uniform(0, noise, n), dtype=x.dtype).view(n, 1, 1, 1) * image.mean(
+            (2, 3), keepdim=True
+        )
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        image = image + std * torch.randn(image.shape, generator=generator, dtype=x.dtype)
+    out = x.clone()
+    out[:, channel : channel + 1] = image.clamp(0, 1)
+    return out
+
+
+def paint_scar(x: Tensor, rng: np.random.Generator, probability: float, channel: int = 0) -> Tensor:
+    """Paint scar-like enhancement into the myocardium of each sample of ``x`` with ``probability``.
+
+    ``x`` is ``(N, C, H, W)`` with the image in ``channel`` and the myocardium mask as the last
+    channel (the target): one or two sectors of the ring (25-160 degrees around the cavity, from the
+    endocardium to a random depth) take the blood pool's brightness with soft edges and some
+    texture, and sometimes a darker no-reflow core; the mask is unchanged, so the network learns
+    that bright wall is still wall.
+    """
+    out = x.clone()
+    for i in np.flatnonzero(rng.random(len(x)) < probability):
+        image = out[i, channel].numpy()
+        painted = _painted(image, out[i, -1].numpy() > 0.5, rng)
+        out[i, channel] = torch.from_numpy(painted)
+    return out
+
+
+def _painted(image: np.ndarray, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    cavity = ndimage.binary_fill_holes(wall) & ~wall
+    if wall.sum() < 30 or cavity.sum() < 5:
+        return image
+    from_endo = ndimage.distance_transform_edt(~cavity)
+    to_epi = ndimage.distance_transform_edt(wall | cavity)
+    depth = np.where(wall, from_endo / np.maximum(from_endo + to_epi, 1e-3), 2.0)  # 0 endocardium .. 1 epicardium
+    cy, cx = ndimage.center_of_mass(cavity)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    angle = np.arctan2(yy - cy, xx - cx)
+    blood, healthy = float(np.median(image[cavity])), float(np.median(image[wall]))
+    out = image.astype(np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        centre, extent = rng.uniform(-np.pi, np.pi), np.deg2rad(rng.uniform(25, 160))
+        off = np.abs(np.angle(np.exp(1j * (angle - centre))))
+        transmurality = rng.uniform(0.2, 1.0)
+        region = wall & (off < extent / 2) & (depth <= transmurality)
+        if region.sum() < 5:
+            continue
+        alpha = np.maximum(
+            ndimage.gaussian_filter(region.astype(np.float32), rng.uniform(0.5, 1.5)) * wall, 0.8 * region
+        )
+        texture = 1 + rng.normal(0, 0.06, image.shape)
+        out = out * (1 - alpha) + alpha * np.clip(blood * rng.uniform(0.8, 1.2) * texture, 0, 1)
+        if rng.random() < 0.3:  # no-reflow: a dark core at the endocardium
+            core = region & (off < extent / 4) & (depth <= transmurality / 2)
+            core = ndimage.gaussian_filter(core.astype(np.float32), 0.7) * wall
+            out = out * (1 - core) + core * healthy * rng.uniform(0.4, 1.0)
+    return out.astype(np.float32)
 
 
 FLIPS = (0, 2, 4, 6)  # identity, half turn, horizontal flip, vertical flip: shape-keeping, each its own inverse

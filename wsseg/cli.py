@@ -164,12 +164,21 @@ def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = 
     _run("ingest", params, workdir)
 
 
+@app.command("train-heart")
+@_friendly_errors
+def train_heart(
+    params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+) -> None:
+    """Train the heart finder (myocardium step 1) on whole slices, with strong zoom and contrast augmentation."""
+    _run("train-heart", params, workdir, device)
+
+
 @app.command("train-myo")
 @_friendly_errors
 def train_myo(
     params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
 ) -> None:
-    """Train the myocardium segmenter on the pixel-labelled train cases."""
+    """Train the wall model (myocardium step 2) on the heart boxes of the train cases with a drawn myocardium."""
     _run("train-myo", params, workdir, device)
 
 
@@ -178,7 +187,7 @@ def train_myo(
 def predict_myo(
     params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
 ) -> None:
-    """Predict the myocardium of every slice and the region of interest of every case."""
+    """Find each case's heart, segment the myocardium of every slice, and the region of interest of every case."""
     _run("predict-myo", params, workdir, device)
 
 
@@ -247,6 +256,15 @@ def predict(
             help="INPUT_DIR is a dataset folder (cases.csv): predict only the cases of this split, e.g. test.",
         ),
     ] = None,
+    pixel_spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-spacing",
+            min=0.01,
+            max=100,
+            help="In-plane pixel spacing (mm) of PNG inputs (default: data.pixel_spacing); volumes carry their own.",
+        ),
+    ] = None,
     supervision: SupervisionOption = "slice",
     params: ParamsOption = Path("params.yaml"),
     workdir: WorkdirOption = Path("data"),
@@ -270,7 +288,8 @@ def predict(
     if split is not None:
         _choice(split, ("train", "val", "test"), "--split")
     p, ws, dev = _setup(params, workdir, device, processes=True)
-    _done(f"{chosen}-level predictions written to {predict_folder(p, ws, chosen, input_dir, out, dev, split)}")
+    written = predict_folder(p, ws, chosen, input_dir, out, dev, split, pixel_spacing)
+    _done(f"{chosen}-level predictions written to {written}")
 
 
 @app.command()

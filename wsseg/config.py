@@ -7,10 +7,10 @@ validated against that plugin's own pydantic model. Every error becomes one line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsseg.errors import ConfigError, PluginError, excerpt
 from wsseg.interfaces import Level, PluginConfig
@@ -18,6 +18,16 @@ from wsseg.registry import Kind, get_plugin
 
 Supervision = Literal["pixel", "slice", "stack"]
 Split = Literal["train", "val", "test"]
+
+
+def _multiple_of_16(value: int) -> int:
+    if value % 16:
+        raise ValueError("must be a multiple of 16 (the networks halve it 4 times)")
+    return value
+
+
+GridSide = Annotated[int, AfterValidator(_multiple_of_16)]
+"""The side of a square grid a network sees."""
 
 
 class Section(BaseModel):
@@ -66,23 +76,26 @@ class DataParams(Section):
     field_of_view: float = Field(
         1.0, gt=0, le=1, description="centred fraction of each side kept at ingest, for scans centred on the heart"
     )
-    image_size: int = Field(
+    image_size: GridSide = Field(
         128, ge=32, le=1024, description="side of the common grid the field of view is resized to at ingest"
     )
-    roi_size: int = Field(
+    pixel_spacing: float | None = Field(
+        None, gt=0, le=100, description="in-plane pixel spacing (mm) of the dataset's PNG slices, if known"
+    )
+    grid_spacing: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="mm per pixel of the common grid for slices of known spacing (a fixed physical field of view); "
+        "unset: each slice's field of view fills the grid",
+    )
+    roi_size: GridSide = Field(
         64, ge=16, le=512, description="side of the crop around the predicted myocardium for CAM and fibrosis networks"
     )
     roi_margin: float = Field(
         0.25, ge=0, le=4, description="crop margin around the myocardium, as a fraction of its extent"
     )
     additions: DataAdditions = DataAdditions()
-
-    @field_validator("image_size", "roi_size")
-    @classmethod
-    def _multiple_of_16(cls, value: int) -> int:
-        if value % 16:
-            raise ValueError("must be a multiple of 16 (the networks halve it 4 times)")
-        return value
 
 
 class PluginSection(Section):
@@ -102,8 +115,20 @@ class MyocardiumAdditions(Section):
     )
 
 
-class MyocardiumParams(PluginSection):
+class HeartParams(PluginSection):
+    """Step 1 of the myocardium: find the heart in the whole slice, whatever its zoom."""
+
     plugin: str = "unet"
+    image_size: GridSide = Field(64, ge=16, le=512, description="side of the grid each whole slice is shrunk to")
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is heart")
+    margin: float = Field(0.25, ge=0, le=2, description="margin of the heart box, as a fraction of the heart's extent")
+
+
+class MyocardiumParams(PluginSection):
+    """Step 2: segment the wall inside the heart's box, at one scale."""
+
+    plugin: str = "unet"
+    roi_size: GridSide = Field(64, ge=16, le=512, description="side of the heart box's crop that the wall model sees")
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is myocardium")
     additions: MyocardiumAdditions = MyocardiumAdditions()
 
@@ -183,6 +208,7 @@ class Params(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distributed: DistributedParams = DistributedParams()
     data: DataParams = DataParams()
+    heart: HeartParams = HeartParams()
     myocardium: MyocardiumParams = MyocardiumParams()
     cam: CAMParams = CAMParams()
     pseudo_label: PseudoLabelParams = PseudoLabelParams()
@@ -215,6 +241,7 @@ class Params(Section):
 
 
 PLUGIN_KINDS: dict[str, Kind] = {
+    "heart": "segmenter",
     "myocardium": "segmenter",
     "cam": "cam_generator",
     "pseudo_label": "pseudo_labeler",

@@ -21,6 +21,10 @@ class Workspace:
         return self.root / "cache" / "dataset.h5"
 
     @property
+    def heart_model(self) -> Path:
+        return self.root / "models" / "heart.pt"
+
+    @property
     def myocardium_model(self) -> Path:
         return self.root / "models" / "myocardium.pt"
 

@@ -37,6 +37,34 @@ def field_of_view(shape: tuple[int, int], fraction: float) -> tuple[int, int, in
     return (y0, x0, y0 + h, x0 + w)
 
 
+def grid_view(
+    shape: tuple[int, int], fraction: float, grid: int, spacing: float | None = None, grid_spacing: float | None = None
+) -> tuple[int, int, int, int]:
+    """The region ``(y0, x0, y1, x1)`` of a ``shape`` slice that a ``grid x grid`` image shows.
+
+    With both the slice's pixel ``spacing`` and the ``grid_spacing`` (mm per pixel) known: the
+    centred square of ``grid * grid_spacing`` mm, so every such slice is seen at one physical scale
+    (the region may reach past the border, which reads as zeros). Otherwise: the centred
+    ``fraction`` of each side (:func:`field_of_view`).
+    """
+    if spacing and grid_spacing:
+        height, width = (int(s) for s in shape)
+        side = max(1, round(grid * grid_spacing / spacing))
+        y0, x0 = (height - side) // 2, (width - side) // 2
+        return (y0, x0, y0 + side, x0 + side)
+    return field_of_view(shape, fraction)
+
+
+def to_grid(image: np.ndarray, view: tuple[int, int, int, int], grid: int, nearest: bool = False) -> np.ndarray:
+    """The ``view`` of a 2D ``image`` (zeros where it reaches past the border) resized to ``grid x grid``."""
+    y0, x0, y1, x1 = view
+    height, width = image.shape
+    pad = ((max(0, -y0), max(0, y1 - height)), (max(0, -x0), max(0, x1 - width)))
+    padded = np.pad(image, pad) if any(any(p) for p in pad) else image
+    region = padded[y0 + pad[0][0] : y1 + pad[0][0], x0 + pad[1][0] : x1 + pad[1][0]]
+    return resize(region[None], (grid, grid), nearest=nearest)[0]
+
+
 def boxes_to_original(boxes: np.ndarray, view: tuple[int, int, int, int], grid: int) -> np.ndarray:
     """Boxes found on a ``grid x grid`` resampling of ``view`` (a box of the original image), in
     the original image's pixel coordinates."""

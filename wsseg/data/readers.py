@@ -10,9 +10,9 @@ The folder form (the shared EMIDEC export uses it)::
 
 Label images use the EMIDEC coding: 0 background, 1 LV cavity, 2 myocardium, 3 infarct,
 4 no-reflow; myocardium = {2, 3, 4}, fibrosis = {3, 4}. Myocardium-only masks use 0, 1 and 2
-only (any scar merged into 2): they feed the myocardium model and never say where fibrosis is. For volumes, ``slices.csv`` is optional
-(without it every z slice is read, slice labels come from the label volume when there is one)
-and its ``image``/``label`` columns may be left out.
+only (any scar merged into 2): they feed the myocardium model and never say where fibrosis is.
+For volumes, ``slices.csv`` is optional (without it every z slice is read, slice labels come from
+the label volume when there is one) and its ``image``/``label`` columns may be left out.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from wsseg.data.trust import check_inside, check_size, existing_file, safe_name
-from wsseg.data.volumes import VOLUME_SUFFIXES, read_volume, volume_case
+from wsseg.data.volumes import VOLUME_SUFFIXES, in_plane_spacing, read_volume, volume_case
 from wsseg.errors import DataError, excerpt
 
 SPLITS = ("train", "val", "test")
@@ -44,7 +44,7 @@ class SliceRecord:
     ``slice_fibrosis`` and ``stack_fibrosis`` are 0/1, or -1 where unknown (e.g. test cases).
     ``myocardium`` is a myocardium-only mask (0 background, 1 cavity, 2 myocardium with any scar
     merged in) for a slice without a label image. For volumes, ``z`` is the slice's index in the
-    volume file.
+    volume file and ``spacing`` its in-plane pixel spacing in mm (``None`` for PNG slices).
     """
 
     case_id: str
@@ -57,6 +57,7 @@ class SliceRecord:
     stack_fibrosis: int = -1
     z: int | None = None
     myocardium: Path | None = None
+    spacing: float | None = None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -192,7 +193,8 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
         myocardium = _volume_file(folder, "myocardium", case)
         if label is not None and myocardium is not None:
             raise DataError(f"{myocardium}: case {case} has a label volume too; give one or the other")
-        shape = read_volume(image)[0].shape
+        volume, spacing = read_volume(image)
+        shape = volume.shape
         for mask in (label, myocardium):
             if mask is not None and read_volume(mask)[0].shape != shape:
                 raise DataError(f"{mask}: size {read_volume(mask)[0].shape} differs from its image {shape}")
@@ -200,16 +202,17 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
             fibrosis = slice_labels.pop((case, z), (-1, ""))[0]
             records.append(
                 SliceRecord(
-                    case,
-                    z,
-                    image,
-                    label,
-                    info["split"],
-                    label is not None,
-                    fibrosis,
-                    info["stack_fibrosis"],
-                    z,
-                    myocardium,
+                    case_id=case,
+                    slice_index=z,
+                    image=image,
+                    label=label,
+                    split=info["split"],
+                    pixel_labels=label is not None,
+                    slice_fibrosis=fibrosis,
+                    stack_fibrosis=info["stack_fibrosis"],
+                    z=z,
+                    myocardium=myocardium,
+                    spacing=in_plane_spacing(spacing),
                 )
             )
     if slice_labels:

@@ -21,7 +21,7 @@ import numpy as np
 from wsseg.data.trust import check_size
 from wsseg.errors import DataError, excerpt
 
-__all__ = ["VOLUME_SUFFIXES", "read_volume", "volume_case"]
+__all__ = ["VOLUME_SUFFIXES", "in_plane_spacing", "read_volume", "volume_case"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
@@ -43,6 +43,12 @@ _NIFTI_TYPES = {
 def volume_case(path: Path) -> str:
     """The case id a volume's file name gives: the name without its volume suffix."""
     return path.name.removesuffix(next(s for s in VOLUME_SUFFIXES if path.name.endswith(s)))
+
+
+def in_plane_spacing(spacing: tuple[float, ...]) -> float | None:
+    """The in-plane pixel spacing (mm) of a ``(z, y, x)`` spacing: the mean of y and x, or ``None`` if unusable."""
+    value = float(np.mean(spacing[-2:]))
+    return value if np.isfinite(value) and value > 0 else None
 
 
 def _unreadable(path: Path) -> DataError:

@@ -9,7 +9,7 @@ import numpy as np
 from wsseg import distributed
 from wsseg.artefacts import write_artefact
 from wsseg.config import Params
-from wsseg.data.geometry import field_of_view, normalise_intensity, resize
+from wsseg.data.geometry import grid_view, normalise_intensity, to_grid
 from wsseg.data.readers import (
     FIBROSIS_LABELS,
     MYOCARDIUM_LABELS,
@@ -37,16 +37,15 @@ def source_folder(params: Params, ws: Workspace) -> Path:
     return ws.synthetic if params.data.source == "synthetic" else Path(params.data.source)
 
 
-def to_grid(image: np.ndarray, params: Params, nearest: bool = False) -> np.ndarray:
-    """The ``data.field_of_view`` of ``image`` resized to the ``data.image_size`` grid."""
-    y0, x0, y1, x1 = field_of_view(image.shape, params.data.field_of_view)
-    size = params.data.image_size
-    return resize(image[None, y0:y1, x0:x1], (size, size), nearest=nearest)[0]
+def slice_view(shape: tuple[int, ...], params: Params, spacing: float | None) -> tuple[int, int, int, int]:
+    """The region of a slice of ``shape`` (pixel ``spacing`` in mm, if known) that the common grid shows."""
+    grid = params.data
+    return grid_view((int(shape[0]), int(shape[1])), grid.field_of_view, grid.image_size, spacing, grid.grid_spacing)
 
 
-def prepare_image(raw: np.ndarray, params: Params) -> np.ndarray:
-    """A raw slice on the common grid: intensity-normalised to [0, 1] (over the whole slice), then :func:`to_grid`."""
-    return to_grid(normalise_intensity(raw), params)
+def prepare_image(raw: np.ndarray, view: tuple[int, int, int, int], params: Params) -> np.ndarray:
+    """A raw slice on the common grid: intensity-normalised to [0, 1] (over the whole slice), ``view`` resized."""
+    return to_grid(normalise_intensity(raw), view, params.data.image_size)
 
 
 def _check_training_labels(
@@ -101,33 +100,43 @@ def _weak_labels(
 def ingest(params: Params, ws: Workspace) -> Path:
     """Read, check and resample every slice of the source folder into ``dataset.h5``.
 
-    Images go to a common ``image_size`` grid; label images become myocardium and fibrosis masks
-    on that grid and, for evaluation, at the slice's original resolution. Myocardium-only masks
+    Images go to a common ``image_size`` grid (each slice's ``view`` of it is kept, see
+    :func:`slice_view`); label images become heart (cavity and myocardium), myocardium and fibrosis
+    masks on that grid and, for evaluation, at the slice's original resolution. Myocardium-only masks
     (``myocardium/``) give the myocardium mask of slices without a label image, and never fibrosis.
     """
     source = source_folder(params, ws)
     records = read_folder(source)
     size = params.data.image_size
-    images: list[np.ndarray] = []
-    myocardium: list[np.ndarray] = []
-    fibrosis: list[np.ndarray] = []
+    grids: dict[str, list[np.ndarray]] = {"images": [], "heart_mask": [], "myocardium_mask": [], "fibrosis_mask": []}
     myo_original: list[np.ndarray] = []
     fib_original: list[np.ndarray] = []
-    shapes: list[tuple[int, ...]] = []
+    shapes, views, spacings = [], [], []
     for record in track(records, "ingest slices"):
         raw = load_image(record)
         label, contour = load_label(record), load_myocardium_mask(record)
         for mask, path in ((label, record.label), (contour, record.myocardium)):
             if mask is not None and mask.shape != raw.shape:
                 raise DataError(f"{path}: size {mask.shape} differs from its image {raw.shape}")
-        images.append(prepare_image(raw, params))
+        spacing = record.spacing or params.data.pixel_spacing
+        view = slice_view(raw.shape, params, spacing)
         shapes.append(raw.shape)
+        views.append(view)
+        spacings.append(spacing or 0.0)
+        grids["images"].append(prepare_image(raw, view, params))
         drawn = label if label is not None else contour  # a myocardium-only mask codes the myocardium as 2 too
         empty = np.zeros((0, 0), np.uint8)
         myo_original.append(np.isin(drawn, MYOCARDIUM_LABELS).astype(np.uint8) if drawn is not None else empty)
         fib_original.append(np.isin(label, FIBROSIS_LABELS).astype(np.uint8) if label is not None else empty)
-        for masks, full in ((myocardium, myo_original[-1]), (fibrosis, fib_original[-1])):
-            masks.append(to_grid(full, params, nearest=True) if full.size else np.zeros((size, size), np.float32))
+        heart = (drawn > 0).astype(np.uint8) if drawn is not None else empty  # cavity and myocardium
+        for name, full in (
+            ("heart_mask", heart),
+            ("myocardium_mask", myo_original[-1]),
+            ("fibrosis_mask", fib_original[-1]),
+        ):
+            grids[name].append(
+                to_grid(full, view, size, nearest=True) if full.size else np.zeros((size, size), np.float32)
+            )
     slice_label, stack_label = _weak_labels(records, fib_original, source / "cases.csv")
     _check_training_labels(params, records, slice_label, stack_label)
     return write_artefact(
@@ -136,14 +145,17 @@ def ingest(params: Params, ws: Workspace) -> Path:
         "dataset",
         None,
         {
-            "images": np.stack(images),
-            "myocardium_mask": np.stack(myocardium).astype(np.uint8),
-            "fibrosis_mask": np.stack(fibrosis).astype(np.uint8),
+            "images": np.stack(grids["images"]),
+            "heart_mask": np.stack(grids["heart_mask"]).astype(np.uint8),
+            "myocardium_mask": np.stack(grids["myocardium_mask"]).astype(np.uint8),
+            "fibrosis_mask": np.stack(grids["fibrosis_mask"]).astype(np.uint8),
             "has_mask": np.array([r.pixel_labels for r in records]),
             "has_myocardium": np.array([r.label is not None or r.myocardium is not None for r in records]),
             "myocardium_original": myo_original,
             "fibrosis_original": fib_original,
             "original_shape": np.array(shapes, dtype=np.int64),
+            "view": np.array(views, dtype=np.int64),
+            "spacing": np.array(spacings, dtype=np.float64),
             "case_id": np.array([r.case_id for r in records]),
             "slice_index": np.array([r.slice_index for r in records]),
             "split": np.array([r.split for r in records]),

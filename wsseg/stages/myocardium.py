@@ -1,54 +1,157 @@
-"""Stages ``train-myo`` and ``predict-myo``: the myocardium segmenter and each case's region of interest."""
+"""Stages ``train-heart``, ``train-myo`` and ``predict-myo``: find the heart at any zoom, then segment its wall.
+
+Step 1 (``heart``) sees each whole slice shrunk to ``heart.image_size`` and finds the heart (cavity
+and myocardium); it is trained with strong zoom, shift and contrast augmentation, so it finds
+hearts that fill a fifth of the image or most of it. Its union over a case's slices, grown by
+``heart.margin``, is the case's heart box. Step 2 (``myocardium``) segments the wall inside that
+box, cropped to ``myocardium.roi_size`` and re-normalised to its own intensity percentiles: one
+canonical scale whatever the scanner's field of view. The wall's probabilities are pasted back on
+the common grid, where the later stages find their regions of interest.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from wsseg.artefacts import load_model, read_artefact, train_model, write_artefact
 from wsseg.augment import segment
 from wsseg.config import Params
+from wsseg.data.cache import Cache
+from wsseg.data.geometry import bounding_box, crop, normalise_intensity, paste, resize
 from wsseg.data.roi import case_boxes
 from wsseg.stages.cases import map_cases
 from wsseg.workspace import Workspace
 
 
+def _drawn(params: Params, data: Cache, split: str) -> np.ndarray:
+    """The slices of ``split`` whose myocardium is drawn: pixel labels, or also myocardium-only masks if asked."""
+    drawn = data["has_myocardium"] if params.myocardium.additions.myocardium_only_masks else data["has_mask"]
+    return drawn & (data["split"] == split)
+
+
+def heart_inputs(images: np.ndarray, params: Params) -> np.ndarray:
+    """Whole slices ``(N, S, S)`` on the heart finder's grid: ``(N, 1, h, h)``."""
+    side = params.heart.image_size
+    return resize(images, (side, side))[:, None]
+
+
+def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) -> np.ndarray:
+    """One box per slice: around its case's heart, the largest region where ``probability`` exceeds
+    ``heart.threshold`` on some slice of the case.
+
+    A case where no heart is found gets a centred box of half the grid.
+    """
+    boxes = np.zeros((len(case_ids), 4))
+    grid = probability.shape[-1]
+    for case in np.unique(case_ids):
+        rows = case_ids == case
+        found = largest_component((probability[rows] > params.heart.threshold).any(axis=0))
+        boxes[rows] = bounding_box(found, params.heart.margin, 0 if found.any() else grid / 2)
+    return boxes
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a 2D ``mask`` (an empty mask stays empty)."""
+    regions, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count <= 1:
+        return mask.astype(bool)
+    return regions == 1 + int(np.argmax(ndimage.sum(mask, regions, range(1, count + 1))))
+
+
+def wall_inputs(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
+    """The heart boxes of ``images`` at the wall model's scale, each re-normalised to its own percentiles."""
+    crops = crop(images, boxes, params.myocardium.roi_size)
+    return np.stack([normalise_intensity(c) for c in crops])[:, None] if len(crops) else crops[:, None]
+
+
+def train_heart(params: Params, ws: Workspace, device: str) -> Path:
+    """Train the heart finder on the whole train slices whose myocardium is drawn (validated on val's)."""
+    data = read_artefact(params, ws, "dataset")
+    train, val = _drawn(params, data, "train"), _drawn(params, data, "val")
+    side = params.heart.image_size
+    inputs = heart_inputs(data["images"], params)
+    targets = (resize(data["heart_mask"].astype(np.float32), (side, side)) > 0.5).astype(np.float32)
+
+    def fit(segmenter: Any, monitor: Any) -> None:
+        segmenter.fit(
+            inputs[train],
+            targets[train],
+            val_inputs=inputs[val] if val.any() else None,
+            val_targets=targets[val] if val.any() else None,
+            monitor=monitor,
+        )
+
+    return train_model(params, ws, "heart_model", None, device, fit)
+
+
 def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
-    """Train the myocardium segmenter on the train slices with a drawn myocardium (validated on the val split's).
+    """Train the wall model on the true heart boxes of the train slices whose myocardium is drawn.
 
     Those are the pixel-labelled slices, and with ``myocardium.additions.myocardium_only_masks`` also the
-    slices with a myocardium-only mask.
+    slices with a myocardium-only mask; validated on the val split's.
     """
     data = read_artefact(params, ws, "dataset")
-    drawn = data["has_myocardium"] if params.myocardium.additions.myocardium_only_masks else data["has_mask"]
-    train = drawn & (data["split"] == "train")
-    val = data["has_mask"] & (data["split"] == "val")
-    images, masks = data["images"][:, None], data["myocardium_mask"].astype(np.float32)
+    train, val = _drawn(params, data, "train"), _drawn(params, data, "val")
+    boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params)
+    inputs = wall_inputs(data["images"], boxes, params)
+    targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, params.myocardium.roi_size) > 0.5).astype(
+        np.float32
+    )
 
-    def fit(segmenter, monitor) -> None:
+    def fit(segmenter: Any, monitor: Any) -> None:
         segmenter.fit(
-            images[train],
-            masks[train],
-            val_inputs=images[val] if val.any() else None,
-            val_targets=masks[val] if val.any() else None,
+            inputs[train],
+            targets[train],
+            val_inputs=inputs[val] if val.any() else None,
+            val_targets=targets[val] if val.any() else None,
             monitor=monitor,
         )
 
     return train_model(params, ws, "myocardium_model", None, device, fit)
 
 
+@dataclass
+class MyocardiumFinder:
+    """The myocardium step at inference: the heart finder, then the wall model inside each case's heart box."""
+
+    params: Params
+    heart: Any
+    wall: Any
+
+    @classmethod
+    def load(cls, params: Params, ws: Workspace, device: str) -> MyocardiumFinder:
+        """Both trained models of ``ws``, refused if stale."""
+        heart = load_model(params, ws, "heart_model", None, device)
+        return cls(params, heart, load_model(params, ws, "myocardium_model", None, device))
+
+    def __call__(self, images: np.ndarray, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Myocardium probabilities on the grid of ``images`` ``(N, S, S)``, and each slice's heart box."""
+        flips = self.params.myocardium.additions.flips
+        grid = images.shape[-1]
+        found = segment(self.heart, heart_inputs(images, self.params), flips)
+        heart = resize(found, (grid, grid))
+        boxes = heart_boxes(heart, case_ids, self.params)
+        wall = segment(self.wall, wall_inputs(images, boxes, self.params), flips)
+        return paste(wall, boxes, (grid, grid)).astype(np.float32), boxes
+
+
 def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
-    """Myocardium probabilities for every slice, and the ROI box of each slice's case.
+    """Myocardium probabilities for every slice, its case's heart box, and the ROI box of the later stages.
 
     Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
     """
     data = read_artefact(params, ws, "dataset")
-    model = load_model(params, ws, "myocardium_model", None, device)
+    finder = MyocardiumFinder.load(params, ws, device)
 
     def predict_case(rows: np.ndarray) -> dict:
-        probability = segment(model, data["images"][rows, None], params.myocardium.additions.flips).astype(np.float32)
-        return {"probability": probability, "boxes": case_boxes(probability, data["case_id"][rows], params)}
+        probability, hearts = finder(data["images"][rows], data["case_id"][rows])
+        boxes = case_boxes(probability, data["case_id"][rows], params)
+        return {"probability": probability, "heart_boxes": hearts, "boxes": boxes}
 
     return write_artefact(
         params, ws, "myocardium", None, map_cases(data["case_id"], predict_case, "predict myocardium")

@@ -21,17 +21,18 @@ from wsseg.artefacts import build_plugin, load_model, read_artefact, write_artef
 from wsseg.atomic import staged_folder
 from wsseg.augment import segment
 from wsseg.config import Params, Supervision
-from wsseg.data.geometry import boxes_to_original, crop, field_of_view, paste
+from wsseg.data.geometry import boxes_to_original, crop, paste
 from wsseg.data.readers import SliceRecord, list_slice_images, list_volumes, load_image, read_folder
 from wsseg.data.roi import case_boxes, roi_images
 from wsseg.data.trust import safe_name
-from wsseg.data.volumes import read_volume, volume_case
+from wsseg.data.volumes import in_plane_spacing, read_volume, volume_case
 from wsseg.errors import ConfigError, DataError, excerpt
 from wsseg.interfaces import CAMOutput, WeakSet
 from wsseg.progress import track
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs
-from wsseg.stages.ingest import prepare_image
+from wsseg.stages.ingest import prepare_image, slice_view
+from wsseg.stages.myocardium import MyocardiumFinder
 from wsseg.workspace import Workspace
 
 CSV_COLUMNS = ["image", "case_id", "slice_index", "fibrosis_probability", "fibrosis_pixels", "myocardium_pixels"]
@@ -60,17 +61,17 @@ class Predictor:
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
         self.params, self.supervision = params, supervision
-        self.myocardium = load_model(params, ws, "myocardium_model", None, device)
+        self.myocardium = MyocardiumFinder.load(params, ws, device)
         self.classifier = load_model(params, ws, "cam_model", "slice", device) if "slice" in params.cam.levels else None
         self.labeler = build_plugin(params, "pseudo_label") if params.predicts_with_labeler(supervision) else None
         self.fibrosis = (
             None if self.labeler is not None else load_model(params, ws, "fibrosis_model", supervision, device)
         )
 
-    def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray) -> Prediction:
-        """Predict for ``images`` ``(N, S, S)`` on the common grid; ``shapes`` are the original ``(H, W)``."""
+    def __call__(self, images: np.ndarray, case_ids: np.ndarray, shapes: np.ndarray, views: np.ndarray) -> Prediction:
+        """Predict for ``images`` ``(N, S, S)`` on the common grid, each the ``view`` of a slice of ``shape``."""
         params, size = self.params, self.params.data.roi_size
-        myo = segment(self.myocardium, images[:, None], params.myocardium.additions.flips)
+        myo, _ = self.myocardium(images, case_ids)
         boxes = case_boxes(myo, case_ids, params)
         image_roi, myo_roi = roi_images(images, boxes, params), crop(myo, boxes, size)
         classified = None
@@ -91,17 +92,22 @@ class Predictor:
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
         myo_masks, fib_masks = [], []
-        for i, shape in enumerate(shapes):
+        for i, (shape, view) in enumerate(zip(shapes, views)):
             shape = tuple(int(s) for s in shape)
-            view = field_of_view(shape, params.data.field_of_view)
             myo_masks.append(
                 (paste(myo[i : i + 1], np.array([view]), shape)[0] > params.myocardium.threshold).astype(np.uint8)
             )
-            box = boxes_to_original(boxes[i : i + 1], view, grid)
+            box = boxes_to_original(boxes[i : i + 1], tuple(view), grid)
             fib_masks.append(
                 (paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8)
             )
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
+
+    def predict_raw(self, raws: list[np.ndarray], case_ids: np.ndarray, spacings: list[float | None]) -> Prediction:
+        """Predict for raw slices (one case's, with their pixel spacings in mm where known)."""
+        views = [slice_view(raw.shape, self.params, spacing) for raw, spacing in zip(raws, spacings)]
+        images = np.stack([prepare_image(raw, view, self.params) for raw, view in zip(raws, views)])
+        return self(images, case_ids, np.array([raw.shape for raw in raws]), np.array(views))
 
     def _label(self, classified: CAMOutput, images: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
         """The pseudo-labeler's masks of the classifier's CAMs, on the slices it scores above 0.5."""
@@ -122,7 +128,9 @@ def predict_dataset(params: Params, ws: Workspace, supervision: Supervision, dev
     predictor = Predictor(params, ws, supervision, device)
 
     def predict_case(rows: np.ndarray) -> dict:
-        result = predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows])
+        result = predictor(
+            data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows]
+        )
         return {
             "fibrosis_probability": result.fibrosis_probability,
             "fibrosis_roi": result.fibrosis_roi.astype(np.float16),
@@ -152,11 +160,13 @@ def predict_folder(
     out_dir: Path,
     device: str,
     split: str | None = None,
+    pixel_spacing: float | None = None,
 ) -> Path:
     """The ``wsseg predict`` contract: a folder of slices (or volumes) in, masks and a CSV out.
 
     With ``split``, ``input_dir`` is a dataset folder (``cases.csv``) and only that split's slices
-    are predicted. Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share
+    are predicted. ``pixel_spacing`` (mm) is that of PNG slices (default: ``data.pixel_spacing``);
+    volumes carry their own. Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share
     the cases out and rank 0 writes.
     """
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -170,7 +180,8 @@ def predict_folder(
         records = [] if volumes else list_slice_images(input_dir)
     _check_outputs([volume_case(v) for v in volumes] + [_output_stem(r) for r in records], out_dir)
     predictor = Predictor(params, ws, supervision, device)
-    outputs = _predict_volumes(predictor, volumes) if volumes else _predict_records(predictor, records)
+    spacing = pixel_spacing or params.data.pixel_spacing
+    outputs = _predict_volumes(predictor, volumes) if volumes else _predict_records(predictor, records, spacing)
     return _write_outputs(outputs, out_dir)
 
 
@@ -195,19 +206,11 @@ def _check_outputs(stems: list[str], out_dir: Path) -> None:
         seen.add(stem.lower())
 
 
-def _grid_images(raws: list[np.ndarray], params: Params) -> np.ndarray:
-    return np.stack([prepare_image(raw, params) for raw in raws])
-
-
-def _predict_records(predictor: Predictor, records: list[SliceRecord]) -> list[FolderOutput]:
+def _predict_records(predictor: Predictor, records: list[SliceRecord], spacing: float | None) -> list[FolderOutput]:
     def predict_case(rows: np.ndarray) -> dict:
         case = [records[i] for i in rows]
         raws = [load_image(r) for r in case]
-        result = predictor(
-            _grid_images(raws, predictor.params),
-            np.array([r.case_id for r in case]),
-            np.array([raw.shape for raw in raws]),
-        )
+        result = predictor.predict_raw(raws, np.array([r.case_id for r in case]), [r.spacing or spacing for r in case])
         outputs = []
         for i, record in enumerate(case):
             stem = _output_stem(record)
@@ -226,14 +229,12 @@ def _predict_records(predictor: Predictor, records: list[SliceRecord]) -> list[F
 def _predict_volumes(predictor: Predictor, volumes: list[Path]) -> list[FolderOutput]:
     def predict_case(rows: np.ndarray) -> dict:
         (path,) = (volumes[i] for i in rows)
-        array, _ = read_volume(path)
+        array, spacing = read_volume(path)
         if not np.isfinite(array).all():
             raise DataError(f"{path}: contains NaN or infinite values")
         case = volume_case(path)
-        result = predictor(
-            _grid_images(list(array), predictor.params),
-            np.array([case] * len(array)),
-            np.array([array.shape[1:]] * len(array)),
+        result = predictor.predict_raw(
+            list(array), np.array([case] * len(array)), [in_plane_spacing(spacing)] * len(array)
         )
         masks = {
             f"{case}_myocardium.nii.gz": np.stack(result.myocardium_masks),

@@ -5,9 +5,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from wsseg.augment import random_affine, random_dihedral, random_dihedral_codes, random_gamma
+from wsseg.augment import (
+    paint_scar,
+    random_affine,
+    random_dihedral,
+    random_dihedral_codes,
+    random_gamma,
+    random_intensity,
+)
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, train_loop
@@ -24,12 +31,22 @@ class UNetConfig(PluginConfig):
     lr: float = Field(1e-3, gt=0, le=10)
     batch_size: int = Field(16, ge=1, le=4096)
     augment: bool = Field(True, description="random flips and 90-degree rotations while training")
-    affine: bool = Field(
-        False, description="also random rotations by any angle, +-15% scaling and small shifts (bilinear)"
+    affine: bool = Field(False, description="also random rotations, scaling and shifts (bilinear; ranges below)")
+    affine_degrees: float = Field(180.0, ge=0, le=180, description="affine: rotation range, +- degrees")
+    affine_zoom: tuple[float, float] | None = Field(
+        None, description="affine: magnification range, log-uniform (e.g. [0.4, 2.5]); unset: +-15% scaling"
     )
+    affine_shift: float = Field(0.05, ge=0, le=1, description="affine: shift range, +- fraction of the side")
     gamma: float = Field(
         0.0, ge=0, le=2, description="random gamma correction of the image channel, exponent exp(+-gamma) (0 = off)"
     )
+    scar_painting: float = Field(
+        0.0, ge=0, le=1, description="probability of painting scar-like enhancement into a sample's target (a wall)"
+    )
+    bias_field: float = Field(0.0, ge=0, le=2, description="random smooth bias field of the image, log-amplitude")
+    low_resolution: float = Field(0.0, ge=0, le=1, description="probability of a coarser acquisition (up to 2.5x)")
+    blur: float = Field(0.0, ge=0, le=5, description="random Gaussian blur, sigma up to this many pixels")
+    noise: float = Field(0.0, ge=0, le=1, description="random noise, std up to this fraction of the image mean")
     bce_weight: float = Field(
         0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss"
     )
@@ -37,6 +54,23 @@ class UNetConfig(PluginConfig):
     select_best: bool = Field(
         False, description="end with the weights of the epoch with the best val Dice (when val data is given)"
     )
+
+    @field_validator("affine_zoom")
+    @classmethod
+    def _zoom_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.1 <= value[0] <= value[1] <= 10:
+            raise ValueError(f"expected [low, high] with 0.1 <= low <= high <= 10, got {list(value)}")
+        return value
+
+    def intensity(self) -> dict[str, float]:
+        """The :func:`~wsseg.augment.random_intensity` settings that are on."""
+        settings = {
+            "bias_field": self.bias_field,
+            "low_resolution": self.low_resolution,
+            "blur": self.blur,
+            "noise": self.noise,
+        }
+        return {name: value for name, value in settings.items() if value}
 
 
 class UNetSegmenter(Segmenter):
@@ -63,12 +97,16 @@ class UNetSegmenter(Segmenter):
         def batches(rng: np.random.Generator):
             for index in minibatches(len(data), cfg.batch_size, rng):
                 batch = data[index]
+                if cfg.scar_painting:
+                    batch = paint_scar(batch, rng, cfg.scar_painting)
                 if cfg.augment:
                     batch = random_dihedral(batch, random_dihedral_codes(len(batch), rng))
                 if cfg.affine:
-                    batch = random_affine(batch, rng)
+                    batch = random_affine(batch, rng, cfg.affine_degrees, shift=cfg.affine_shift, zoom=cfg.affine_zoom)
                 if cfg.gamma:
                     batch = random_gamma(batch, rng, cfg.gamma)
+                if cfg.intensity():
+                    batch = random_intensity(batch, rng, **cfg.intensity())
                 yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):

@@ -1,0 +1,52 @@
+"""The two-step myocardium: the heart finder's box, then the wall model inside it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wsseg.config import validate_params
+from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component
+
+
+class Disc:
+    """A stand-in heart finder: probability 1 inside a disc of its input grid."""
+
+    def __init__(self, centre, radius):
+        self.centre, self.radius = centre, radius
+
+    def predict(self, inputs):
+        n, _, h, w = inputs.shape
+        yy, xx = np.mgrid[:h, :w]
+        disc = ((yy + 0.5 - self.centre[0] * h) ** 2 + (xx + 0.5 - self.centre[1] * w) ** 2) < (self.radius * h) ** 2
+        return np.broadcast_to(disc, (n, h, w)).astype(np.float32)
+
+
+class Everywhere:
+    """A stand-in wall model that calls everything it sees myocardium."""
+
+    def predict(self, inputs):
+        return np.ones((len(inputs), *inputs.shape[2:]), np.float32)
+
+
+def test_the_wall_is_predicted_inside_the_heart_box_found_at_any_place_and_size():
+    params = validate_params({"heart": {"image_size": 32, "margin": 0.25}, "myocardium": {"roi_size": 32}})
+    images = np.random.default_rng(0).random((3, 128, 128)).astype(np.float32)
+    for centre, radius in (((0.3, 0.7), 0.1), ((0.5, 0.5), 0.35)):
+        finder = MyocardiumFinder(params, Disc(centre, radius), Everywhere())
+        probability, boxes = finder(images, np.array(["a", "a", "a"]))
+        side = 2 * radius * 128 * 1.5  # the disc's extent grown by the margin on both sides
+        np.testing.assert_allclose(boxes[0, 2] - boxes[0, 0], side, atol=6)
+        np.testing.assert_allclose((boxes[0, :2] + boxes[0, 2:]) / 2, np.array(centre) * 128, atol=3)
+        inside = probability[0] > 0.5
+        found = min(boxes[0, 2] - boxes[0, 0], 128)
+        assert abs(inside.sum() - found**2) < 0.1 * found**2  # the box, clipped to the grid
+
+
+def test_a_stray_blob_does_not_stretch_the_heart_box():
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 20:40] = True
+    mask[2:4, 60:62] = True
+    assert largest_component(mask).sum() == 400
+    params = validate_params({"heart": {"margin": 0.0}})
+    box = heart_boxes(mask[None].astype(np.float32), np.array(["a"]), params)[0]
+    np.testing.assert_allclose(box, [20, 20, 40, 40])
