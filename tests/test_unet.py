@@ -60,3 +60,20 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
         images, targets
     )
     assert calls == ([((2, 3, 16, 16), gamma)] * 4 if gamma else [])
+
+
+def test_mixed_precision_learns_the_same_square_and_returns_float32():
+    rng = np.random.default_rng(0)
+    images = rng.random((32, 1, 16, 16)).astype(np.float32) * 0.3
+    targets = np.zeros((32, 16, 16), np.float32)
+    for i in range(32):
+        y, x = rng.integers(0, 10, 2)
+        images[i, 0, y : y + 6, x : x + 6] += 0.7
+        targets[i, y : y + 6, x : x + 6] = 1
+    config = {"epochs": 15, "base_channels": 4, "depth": 2, "lr": 1e-2, "mixed_precision": True}
+    segmenter = UNetSegmenter(config, seed=0)
+    segmenter.fit(images, targets)
+    probabilities = segmenter.predict(images)
+    assert probabilities.dtype == np.float32
+    predicted = probabilities > 0.5
+    assert 2 * (predicted & (targets > 0)).sum() / (predicted.sum() + targets.sum()) > 0.8

@@ -39,7 +39,7 @@ class DRNAttentionConfig(PluginConfig):
     )
     myo_threshold: float = Field(0.4, ge=0.0, lt=1.0, description="threshold of the downsampled myocardium map")
     myo_dilation: int = Field(3, ge=1, le=31, description="max-pool kernel dilating the myocardium map (odd; 1 = none)")
-    epochs: int = Field(25, ge=1, le=100_000, description="~1 min on 400 64x64 slices, 2-core CPU")
+    epochs: int = Field(25, ge=1, le=100_000, description="training epochs")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     batch_size: int = Field(16, ge=1, le=4096, description="slices per step (slice level) and per inference chunk")
     stack_batch_size: int = Field(2, ge=1, le=1024, description="stacks per step (stack level)")
