@@ -26,7 +26,10 @@ OVERRIDES = {
         "roi_size": 32,
     },
     "heart": {"image_size": 32, "config": {"epochs": 3, "base_channels": 4, "depth": 3}},
-    "myocardium": {"roi_size": 32, "config": {"epochs": 3, "base_channels": 4, "depth": 3, "affine": False}},
+    "myocardium": {
+        "roi_size": 32,
+        "config": {"epochs": 3, "base_channels": 4, "depth": 3, "affine": False, "scar_painting": 0},
+    },
     "cam": {"config": {"epochs": 2, "channels": [4, 4, 8, 8, 8, 8, 8, 8]}},
     "segmentation": {"config": {"epochs": 2, "base_channels": 4, "depth": 3}},
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsseg.config import validate_params
-from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component
+from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs
 
 
 class Disc:
@@ -50,3 +50,34 @@ def test_a_stray_blob_does_not_stretch_the_heart_box():
     params = validate_params({"heart": {"margin": 0.0}})
     box = heart_boxes(mask[None].astype(np.float32), np.array(["a"]), params)[0]
     np.testing.assert_allclose(box, [20, 20, 40, 40])
+
+
+class Bright:
+    """A stand-in heart finder that calls the bright pixels of its input heart (blocky on a coarse grid)."""
+
+    def predict(self, inputs):
+        return (inputs[:, 0] > 0.25).astype(np.float32)
+
+
+def test_zoom_in_finds_a_small_heart_box_more_tightly_than_the_coarse_first_look():
+    yy, xx = np.mgrid[:128, :128]
+    images = (((yy + 0.5 - 50) ** 2 + (xx + 0.5 - 70) ** 2) < 9**2)[None].astype(np.float32)
+    true_side = 18 * 1.5  # the disc's extent grown by the margin on both sides
+    errors = {}
+    for zoom_in in (False, True):
+        params = validate_params({"heart": {"image_size": 16, "margin": 0.25, "zoom_in": zoom_in}})
+        box = MyocardiumFinder(params, Bright(), Everywhere()).find_hearts(images, np.array(["a"]))[0]
+        np.testing.assert_allclose((box[:2] + box[2:]) / 2, [50, 70], atol=4)
+        errors[zoom_in] = abs(box[2] - box[0] - true_side)
+    assert errors[True] < errors[False] / 2, errors
+
+
+def test_wall_inputs_are_renormalised_to_the_crop_only_with_roi_normalise():
+    images = np.full((1, 64, 64), 0.2, np.float32)
+    images[0, 20:40, 20:40] = np.linspace(0.2, 0.4, 20, dtype=np.float32)[None]
+    box = np.array([[16.0, 16.0, 48.0, 48.0]])
+    for normalise, brightest in ((False, 0.4), (True, 1.0)):
+        params = validate_params({"myocardium": {"roi_size": 32}, "data": {"additions": {"roi_normalise": normalise}}})
+        inputs = wall_inputs(images, box, params)
+        assert inputs.shape == (1, 1, 32, 32)
+        assert abs(inputs.max() - brightest) < 0.02

@@ -64,7 +64,9 @@ class DataAdditions(Section):
     """Data options beyond the paper (off by default)."""
 
     roi_normalise: bool = Field(
-        False, description="re-normalise intensities inside each ROI crop (percentiles 1..99.5)"
+        False,
+        description="re-normalise intensities inside each crop (percentiles 1..99.5): the heart box that the "
+        "myocardium model sees and the ROI of the later stages",
     )
 
 
@@ -122,6 +124,10 @@ class HeartParams(PluginSection):
     image_size: GridSide = Field(64, ge=16, le=512, description="side of the grid each whole slice is shrunk to")
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is heart")
     margin: float = Field(0.25, ge=0, le=2, description="margin of the heart box, as a fraction of the heart's extent")
+    zoom_in: bool = Field(
+        False,
+        description="look again at a window twice the heart's extent around the first find (finer for small hearts)",
+    )
 
 
 class MyocardiumParams(PluginSection):

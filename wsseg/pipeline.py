@@ -188,6 +188,7 @@ STAGES: tuple[Stage, ...] = (
             "myocardium.config",
             "myocardium.roi_size",
             "heart.margin",
+            "data.additions.roi_normalise",
             "myocardium.additions.myocardium_only_masks",
         ),
         upstream=lambda p, key: [("dataset", None)],
@@ -203,6 +204,7 @@ STAGES: tuple[Stage, ...] = (
         kind="cache",
         params=(
             "heart.threshold",
+            "heart.zoom_in",
             "myocardium.threshold",
             "myocardium.additions.flips",
             "data.roi_size",

@@ -37,9 +37,10 @@ def case_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) ->
     return boxes
 
 
-def roi_images(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
-    """The ROI crops of ``images`` that CAM and fibrosis networks see (re-normalised with ``roi_normalise``)."""
-    crops = crop(images, boxes, params.data.roi_size)
+def roi_images(images: np.ndarray, boxes: np.ndarray, params: Params, size: int | None = None) -> np.ndarray:
+    """Crops of ``images`` in ``boxes`` resized to ``size`` (default ``data.roi_size``: what CAM and fibrosis
+    networks see), each re-normalised to its own percentiles with ``data.additions.roi_normalise``."""
+    crops = crop(images, boxes, size or params.data.roi_size)
     if params.data.additions.roi_normalise:
         crops = np.stack([normalise_intensity(c) for c in crops]) if len(crops) else crops
     return crops

@@ -3,10 +3,11 @@
 Step 1 (``heart``) sees each whole slice shrunk to ``heart.image_size`` and finds the heart (cavity
 and myocardium); it is trained with strong zoom, shift and contrast augmentation, so it finds
 hearts that fill a fifth of the image or most of it. Its union over a case's slices, grown by
-``heart.margin``, is the case's heart box. Step 2 (``myocardium``) segments the wall inside that
-box, cropped to ``myocardium.roi_size`` and re-normalised to its own intensity percentiles: one
-canonical scale whatever the scanner's field of view. The wall's probabilities are pasted back on
-the common grid, where the later stages find their regions of interest.
+``heart.margin``, is the case's heart box (with ``heart.zoom_in``, found again on a closer window).
+Step 2 (``myocardium``) segments the wall inside that box, cropped to ``myocardium.roi_size``: one
+canonical scale whatever the scanner's field of view (re-normalised to the crop's intensity
+percentiles with ``data.additions.roi_normalise``). The wall's probabilities are pasted back on the
+common grid, where the later stages find their regions of interest.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from wsseg.artefacts import load_model, read_artefact, train_model, write_artefa
 from wsseg.augment import segment
 from wsseg.config import Params
 from wsseg.data.cache import Cache
-from wsseg.data.geometry import bounding_box, crop, normalise_intensity, paste, resize
-from wsseg.data.roi import case_boxes
+from wsseg.data.geometry import bounding_box, crop, paste, resize
+from wsseg.data.roi import case_boxes, roi_images
 from wsseg.stages.cases import map_cases
 from wsseg.workspace import Workspace
 
@@ -64,9 +65,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def wall_inputs(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
-    """The heart boxes of ``images`` at the wall model's scale, each re-normalised to its own percentiles."""
-    crops = crop(images, boxes, params.myocardium.roi_size)
-    return np.stack([normalise_intensity(c) for c in crops])[:, None] if len(crops) else crops[:, None]
+    """The heart boxes of ``images`` at the wall model's scale ``(N, 1, r, r)`` (re-normalised as ROI crops are)."""
+    return roi_images(images, boxes, params, params.myocardium.roi_size)[:, None]
 
 
 def train_heart(params: Params, ws: Workspace, device: str) -> Path:
@@ -131,13 +131,27 @@ class MyocardiumFinder:
 
     def __call__(self, images: np.ndarray, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Myocardium probabilities on the grid of ``images`` ``(N, S, S)``, and each slice's heart box."""
-        flips = self.params.myocardium.additions.flips
         grid = images.shape[-1]
-        found = segment(self.heart, heart_inputs(images, self.params), flips)
-        heart = resize(found, (grid, grid))
-        boxes = heart_boxes(heart, case_ids, self.params)
-        wall = segment(self.wall, wall_inputs(images, boxes, self.params), flips)
+        boxes = self.find_hearts(images, case_ids)
+        wall = segment(self.wall, wall_inputs(images, boxes, self.params), self.params.myocardium.additions.flips)
         return paste(wall, boxes, (grid, grid)).astype(np.float32), boxes
+
+    def find_hearts(self, images: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
+        """Each slice's heart box: the heart finder on the whole slice, then (``heart.zoom_in``) on a
+        window twice the heart's extent around it, where that window is smaller than the slice."""
+        params, flips, grid = self.params, self.params.myocardium.additions.flips, images.shape[-1]
+        heart = resize(segment(self.heart, heart_inputs(images, params), flips), (grid, grid))
+        boxes = heart_boxes(heart, case_ids, params)
+        if not params.heart.zoom_in:
+            return boxes
+        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2] - boxes[:, 0]) / (1 + 2 * params.heart.margin)
+        windows = np.concatenate([centres - sides[:, None], centres + sides[:, None]], axis=1)
+        closer = 2 * sides < 0.9 * grid
+        if closer.any():
+            inputs = crop(images[closer], windows[closer], params.heart.image_size)[:, None]
+            heart[closer] = paste(segment(self.heart, inputs, flips), windows[closer], (grid, grid))
+            boxes = heart_boxes(heart, case_ids, params)
+        return boxes
 
 
 def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
