@@ -10,6 +10,7 @@ from wsseg.augment import (
     random_dihedral_codes,
     random_gamma,
     random_intensity,
+    renormalise,
 )
 
 
@@ -93,3 +94,14 @@ def test_scar_painting_brightens_part_of_the_wall_and_nothing_else():
     assert changed.any() and not (changed & ~torch.from_numpy(wall)).any()
     assert (y[:, 0][changed] - x[:, 0][changed]).mean() > 0.1  # brighter, towards the blood pool
     assert torch.equal(paint_scar(x, np.random.default_rng(0), 0.0), x)
+
+
+def test_renormalise_maps_each_samples_image_percentiles_to_0_1_and_leaves_the_target_alone():
+    x = torch.zeros(2, 2, 20, 20)
+    x[0, 0] = torch.linspace(0.2, 0.4, 400).reshape(20, 20)  # a dim, low-contrast sample
+    x[0, 1, 5:10, 5:10] = 1  # its target
+    x[1, 0] = 0.3  # a flat one
+    out = renormalise(x)
+    assert out[0, 0].min() == 0 and out[0, 0].max() == 1
+    assert abs(float(out[0, 0].median()) - 0.5) < 0.02  # a linear map: the middle stays in the middle
+    assert torch.equal(out[:, 1], x[:, 1]) and torch.equal(out[1, 0], torch.zeros(20, 20))

@@ -77,3 +77,21 @@ def test_mixed_precision_learns_the_same_square_and_returns_float32():
     assert probabilities.dtype == np.float32
     predicted = probabilities > 0.5
     assert 2 * (predicted & (targets > 0)).sum() / (predicted.sum() + targets.sum()) > 0.8
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_renormalise_option_normalises_every_training_batch_only_when_set(monkeypatch, on):
+    import wsseg_unet.segmenter as module
+
+    seen = []
+
+    def spy(batch):
+        seen.append(tuple(batch.shape))
+        return batch
+
+    monkeypatch.setattr(module, "renormalise", spy)
+    images = np.full((4, 1, 16, 16), 0.1, np.float32)
+    UNetSegmenter({"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "renormalise": on}, seed=0).fit(
+        images, np.zeros((4, 16, 16), np.float32)
+    )
+    assert seen == ([(2, 2, 16, 16)] * 4 if on else [])

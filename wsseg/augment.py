@@ -38,6 +38,7 @@ __all__ = [
     "random_dihedral_codes",
     "random_gamma",
     "random_intensity",
+    "renormalise",
     "segment",
 ]
 
@@ -144,6 +145,19 @@ def random_intensity(
         image = image + std * torch.randn(image.shape, generator=generator, dtype=x.dtype)
     out = x.clone()
     out[:, channel : channel + 1] = image.clamp(0, 1)
+    return out
+
+
+def renormalise(x: Tensor, channel: int = 0, low: float = 0.01, high: float = 0.995) -> Tensor:
+    """Map the ``low``..``high`` quantiles of ``channel`` of each sample of ``x`` ``(N, C, H, W)`` to
+    0..1 (clipped), as :func:`wsseg.data.geometry.normalise_intensity` does to a whole slice at
+    ingest: after a zoom, a sample is normalised over what it shows, as an input at inference is."""
+    image = x[:, channel].flatten(1).float()
+    bounds = torch.quantile(image, torch.tensor([low, high], device=x.device), dim=1)
+    lo, hi = bounds[0][:, None, None], bounds[1][:, None, None]
+    out = x.clone()
+    scaled = (x[:, channel] - lo) / (hi - lo).clamp_min(1e-6)
+    out[:, channel] = torch.where(hi > lo, scaled.clamp(0, 1), torch.zeros_like(scaled))
     return out
 
 

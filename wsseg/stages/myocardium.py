@@ -23,7 +23,7 @@ from wsseg.artefacts import load_model, read_artefact, train_model, write_artefa
 from wsseg.augment import segment
 from wsseg.config import Params
 from wsseg.data.cache import Cache
-from wsseg.data.geometry import bounding_box, crop, paste, resize
+from wsseg.data.geometry import bounding_box, crop, normalise_intensity, paste, resize
 from wsseg.data.roi import case_boxes, roi_images
 from wsseg.stages.cases import map_cases
 from wsseg.workspace import Workspace
@@ -138,7 +138,8 @@ class MyocardiumFinder:
 
     def find_hearts(self, images: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
         """Each slice's heart box: the heart finder on the whole slice, then (``heart.zoom_in``) on a
-        window twice the heart's extent around it, where that window is smaller than the slice."""
+        window twice the heart's extent around it (normalised to its own percentiles), where that window is
+        smaller than the slice."""
         params, flips, grid = self.params, self.params.myocardium.additions.flips, images.shape[-1]
         heart = resize(segment(self.heart, heart_inputs(images, params), flips), (grid, grid))
         boxes = heart_boxes(heart, case_ids, params)
@@ -147,8 +148,10 @@ class MyocardiumFinder:
         centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2] - boxes[:, 0]) / (1 + 2 * params.heart.margin)
         windows = np.concatenate([centres - sides[:, None], centres + sides[:, None]], axis=1)
         closer = 2 * sides < 0.9 * grid
-        if closer.any():
-            inputs = crop(images[closer], windows[closer], params.heart.image_size)[:, None]
+        if closer.any():  # each window normalised over what it shows, as a whole slice is at ingest
+            inputs = np.stack(
+                [normalise_intensity(c) for c in crop(images[closer], windows[closer], params.heart.image_size)]
+            )[:, None]
             heart[closer] = paste(segment(self.heart, inputs, flips), windows[closer], (grid, grid))
             boxes = heart_boxes(heart, case_ids, params)
         return boxes

@@ -14,6 +14,7 @@ from wsseg.augment import (
     random_dihedral_codes,
     random_gamma,
     random_intensity,
+    renormalise,
 )
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
@@ -47,6 +48,11 @@ class UNetConfig(PluginConfig):
     low_resolution: float = Field(0.0, ge=0, le=1, description="probability of a coarser acquisition (up to 2.5x)")
     blur: float = Field(0.0, ge=0, le=5, description="random Gaussian blur, sigma up to this many pixels")
     noise: float = Field(0.0, ge=0, le=1, description="random noise, std up to this fraction of the image mean")
+    renormalise: bool = Field(
+        False,
+        description="after augmentation, map each sample's intensity percentiles 1..99.5 to 0..1: a zoomed sample "
+        "is normalised over what it shows, as an input normalised at ingest is",
+    )
     bce_weight: float = Field(
         0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss"
     )
@@ -118,6 +124,8 @@ class UNetSegmenter(Segmenter):
                     batch = random_gamma(batch, rng, cfg.gamma)
                 if cfg.intensity():
                     batch = random_intensity(batch, rng, **cfg.intensity())
+                if cfg.renormalise:
+                    batch = renormalise(batch)
                 yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):
