@@ -32,6 +32,10 @@ OWN_STAGES = ("train-myo", "predict-myo", "train-cam", "predict-cam", "pseudo-la
 
 # name -> (supervision, overrides of the benchmark params)
 VARIANTS: dict[str, tuple[str, dict]] = {
+    "myocardium from the 12 pixel-labelled cases only (paper-proportional)": (
+        "pixel",
+        {"myocardium": {"additions": {"myocardium_only_masks": False}}},
+    ),
     "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),

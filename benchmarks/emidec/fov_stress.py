@@ -3,15 +3,15 @@
 Each val slice (and its label) is re-rendered at a zoom factor: above 1, a window of side
 ``256 / zoom`` around the case's heart is cropped and resized back to 256 (a tighter field of
 view, upsampled); below 1, the slice is shrunk by the factor and padded back to 256 with zeros (a
-wider one). The benchmark's trained models then predict the re-rendered slices exactly as
+wider one). The benchmark's myocardium models then predict the re-rendered slices exactly as
 ``wsseg predict`` would, and the myocardium Dice per case is computed on the re-rendered grid.
-Run after ``bash benchmarks/emidec/run.sh``::
+Run after ``bash benchmarks/emidec/run.sh`` (or its myocardium stages)::
 
-    python benchmarks/emidec/fov_stress.py [--zooms 0.5 0.75 1 1.5 2 2.5]
+    python benchmarks/emidec/fov_stress.py [--zooms 0.5 0.75 1 1.5 2 2.5] [--params P] [--workdir W]
 
 A last row renders each slice as a site with a tight field of view might send it (the heart
-filling 80% of a 128 px image, softer contrast). Writes ``data/emidec/fov_stress.json`` and the plot
-``docs/figures/fov-stress.png``, and prints a markdown table.
+filling 80% of a 128 px image, softer contrast). Writes ``<workdir>/fov_stress.json`` and the plot
+``<workdir>/fov-stress.png``, and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from myocardium_quality import pooled_dice  # noqa: E402  (benchmarks/emidec/, beside this script)
 
 from wsseg.artefacts import read_artefact  # noqa: E402
 from wsseg.config import load_params  # noqa: E402
-from wsseg.data.geometry import resize  # noqa: E402
+from wsseg.data.geometry import paste, resize  # noqa: E402
 from wsseg.data.readers import MYOCARDIUM_LABELS, SliceRecord, load_image, load_label, read_folder  # noqa: E402
 from wsseg.metrics import summary  # noqa: E402
-from wsseg.stages.predict import Predictor  # noqa: E402
+from wsseg.stages.ingest import prepare_image, slice_view  # noqa: E402
+from wsseg.stages.myocardium import MyocardiumFinder  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
-
-PARAMS = Path("benchmarks/emidec/params.yaml")
-BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec"))
 
 
 def rerender(image: np.ndarray, centre: tuple[float, float], zoom: float, nearest: bool) -> np.ndarray:
@@ -70,20 +69,16 @@ def other_site(image: np.ndarray, box: tuple[float, float, float], nearest: bool
     return (0.3 + 0.45 * scaled**0.8) * 255
 
 
-def case_dice(predicted: list[np.ndarray], truth: list[np.ndarray]) -> float:
-    overlap = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
-    return 2 * overlap / max(sum(int(p.sum() + t.sum()) for p, t in zip(predicted, truth)), 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zooms", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
-    parser.add_argument("--workdir", type=Path, default=BASE)
+    parser.add_argument("--params", type=Path, default=Path("benchmarks/emidec/params.yaml"))
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec")))
     args = parser.parse_args()
-    params = load_params(PARAMS)
+    params = load_params(args.params)
     ws = Workspace(args.workdir)
     read_artefact(params, ws, "dataset")  # the benchmark's caches must be current
-    predictor = Predictor(params, ws, "pixel")
+    finder = MyocardiumFinder.load(params, ws, "cpu")
     records = [r for r in read_folder(params.data.source) if r.split == "val" and r.pixel_labels]
     cases: dict[str, list[SliceRecord]] = {}
     for record in records:
@@ -102,13 +97,19 @@ def main() -> None:
             box = ((ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2, max(np.ptp(ys), np.ptp(xs)) + 1.0)
             raws = [render(image, box, False) for image in images]
             truth = [render(label, box, True) > 0.5 for label in labels]
-            result = predictor.predict_raw(raws, np.array([case] * len(raws)), [None] * len(raws))
-            scores[case] = case_dice([m > 0 for m in result.myocardium_masks], truth)
+            views = [slice_view(raw.shape, params, None) for raw in raws]
+            grid = np.stack([prepare_image(raw, view, params) for raw, view in zip(raws, views)])
+            probability, _ = finder(grid, np.array([case] * len(raws)))
+            predicted = [
+                paste(probability[i : i + 1], np.array([view]), raw.shape)[0] > params.myocardium.threshold
+                for i, (raw, view) in enumerate(zip(raws, views))
+            ]
+            scores[case] = pooled_dice(predicted, truth)
         results[name] = {"dice": summary(scores.values()), "per_case": scores}
         print(f"{name}: myocardium Dice {results[name]['dice']['mean']:.3f}", flush=True)
     (args.workdir / "fov_stress.json").write_text(json.dumps(results, indent=2))
     print(markdown_table(results))
-    print(f"figure: {plot(results)}")
+    print(f"figure: {plot(results, args.workdir / 'fov-stress.png')}")
 
 
 def markdown_table(results: dict) -> str:
@@ -121,7 +122,7 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict) -> Path:
+def plot(results: dict, path: Path) -> Path:
     names = [name for name in results if name[0].isdigit()]
     zooms = [float(name) for name in names]
     means = np.array([results[name]["dice"]["mean"] for name in names])
@@ -144,7 +145,6 @@ def plot(results: dict) -> Path:
     axis.set_ylim(0, 1)
     axis.set_title("Field-of-view stress test (EMIDEC val)")
     figure.tight_layout()
-    path = Path("docs/figures/fov-stress.png")
     figure.savefig(path, dpi=110)
     return path
 

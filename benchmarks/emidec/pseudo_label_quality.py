@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from skimage.filters import threshold_otsu
+from myocardium_quality import coverage, otsu_inside, pooled_dice  # benchmarks/emidec/, beside this script
 
 from wsseg.artefacts import read_roi_data
 from wsseg.config import read_mapping, validate_params
@@ -25,18 +25,6 @@ from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.registry import get_plugin
 from wsseg.workspace import Workspace
-
-
-def pooled_dice(predicted: list[np.ndarray], truth: list[np.ndarray]) -> float:
-    overlap = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
-    return 2 * overlap / max(sum(int(p.sum() + t.sum()) for p, t in zip(predicted, truth)), 1)
-
-
-def otsu_inside(image: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
-    """The pixels of ``myocardium`` brighter than its Otsu threshold."""
-    if myocardium.sum() < 2:
-        return np.zeros_like(myocardium)
-    return myocardium & (image > threshold_otsu(image[myocardium]))
 
 
 def main(overrides: list[str]) -> None:
@@ -60,7 +48,7 @@ def main(overrides: list[str]) -> None:
         crop(roi.dataset["myocardium_mask"][rows].astype(np.float32), roi.boxes[rows], params.data.roi_size) > 0.5
     )
     otsu_true = [otsu_inside(roi.images[i], m) for i, m in zip(rows, true_myocardium)]
-    covered = sum(int((m & t).sum()) for m, t in zip(myocardium, truth)) / max(sum(int(t.sum()) for t in truth), 1)
+    covered = coverage(myocardium, truth)
     print(f"{len(rows)} val slices with fibrosis, pooled Dice against the truth:")
     print(f"  pseudo-labels ({' '.join([params.pseudo_label.plugin, *overrides])}): {pooled_dice(pseudo, truth):.3f}")
     print(f"  Otsu inside the predicted myocardium: {pooled_dice(otsu, truth):.3f}")
