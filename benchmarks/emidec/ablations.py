@@ -28,7 +28,16 @@ from wsseg.workspace import Workspace
 
 PARAMS = Path("benchmarks/emidec/params.yaml")
 BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec"))
-OWN_STAGES = ("train-myo", "predict-myo", "train-cam", "predict-cam", "pseudo-label", "train-seg", "predict")
+OWN_STAGES = (
+    "train-heart",
+    "train-myo",
+    "predict-myo",
+    "train-cam",
+    "predict-cam",
+    "pseudo-label",
+    "train-seg",
+    "predict",
+)
 
 # name -> (supervision, overrides of the benchmark params)
 VARIANTS: dict[str, tuple[str, dict]] = {
