@@ -122,7 +122,7 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
             run_stage(stage, params, ws, key, device)
         else:
             raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
-    metrics = evaluate(params, ws)
+    metrics = json.loads(evaluate(params, ws).read_text())
     fibrosis = metrics["fibrosis"][supervision]
     return {
         "name": name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 from rich import box
@@ -70,7 +71,7 @@ def _json_safe(value):
 
 
 @distributed.on_main
-def evaluate(params: Params, ws: Workspace) -> dict:
+def evaluate(params: Params, ws: Workspace) -> Path:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
     cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels.
 
@@ -90,7 +91,7 @@ def evaluate(params: Params, ws: Workspace) -> dict:
     metrics = _json_safe(metrics)
     ws.metrics.write_text(json.dumps(metrics, indent=2))
     ws.per_case_metrics.write_text(json.dumps(per_case, indent=2))
-    return metrics
+    return ws.metrics
 
 
 def format_figure(value: float | None) -> str:
