@@ -8,6 +8,18 @@ import yaml
 from typer.testing import CliRunner
 
 from wsseg.cli import app
+from wsseg.config import SyntheticConfig
+
+TINY_PHANTOMS = SyntheticConfig(  # a dataset of six small cases, for tests that only read or check data
+    n_train_pixel=2,
+    n_train_weak=2,
+    n_val=1,
+    n_test=1,
+    min_slices=3,
+    max_slices=3,
+    image_size=32,
+    fibrosis_free_fraction=0.5,
+)
 
 OVERRIDES = {
     "seed": 0,

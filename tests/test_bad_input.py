@@ -10,31 +10,21 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import rewrite_csv
+from tests.conftest import TINY_PHANTOMS, rewrite_csv
 from wsseg.cli import app
 from wsseg.config import load_params
 from wsseg.data.cache import read_cache, write_cache
 from wsseg.data.readers import load_image, load_label, read_folder
 from wsseg.data.roi import case_boxes
-from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
+from wsseg.data.synthetic import write_phantom_set
 from wsseg.pipeline import lineage
 
 runner = CliRunner()
-TINY = SyntheticConfig(
-    n_train_pixel=2,
-    n_train_weak=2,
-    n_val=1,
-    n_test=1,
-    min_slices=3,
-    max_slices=3,
-    image_size=32,
-    fibrosis_free_fraction=0.5,
-)
 
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY)
+    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY_PHANTOMS)
 
 
 def set_where(rows, test, **values):

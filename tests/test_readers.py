@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import rewrite_csv
+from tests.conftest import TINY_PHANTOMS, rewrite_csv
 from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.readers import (
@@ -22,25 +22,14 @@ from wsseg.data.readers import (
     read_folder,
     read_volume,
 )
-from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
+from wsseg.data.synthetic import write_phantom_set
 from wsseg.stages.ingest import ingest
 from wsseg.workspace import Workspace
-
-TINY = SyntheticConfig(
-    n_train_pixel=2,
-    n_train_weak=2,
-    n_val=1,
-    n_test=1,
-    min_slices=3,
-    max_slices=3,
-    image_size=32,
-    fibrosis_free_fraction=0.5,
-)
 
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY)
+    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY_PHANTOMS)
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
+from tests.conftest import TINY_PHANTOMS
 from wsseg.checkpoint import read_checkpoint
 from wsseg.cli import app
 from wsseg.data.cache import read_cache
-from wsseg.data.synthetic import SyntheticConfig
 from wsseg.training import Monitor, minibatches, train_loop
 
 runner = CliRunner()
@@ -110,16 +110,7 @@ KILL_PARAMS = {
     "seed": 0,
     "device": "cpu",
     "data": {
-        "synthetic": SyntheticConfig(
-            n_train_pixel=2,
-            n_train_weak=2,
-            n_val=1,
-            n_test=1,
-            min_slices=3,
-            max_slices=3,
-            image_size=32,
-            fibrosis_free_fraction=0.5,
-        ).model_dump(),
+        "synthetic": TINY_PHANTOMS.model_dump(),
         "image_size": 32,
         "roi_size": 16,
     },

@@ -28,27 +28,17 @@ from PIL import Image
 from rich.progress import TextColumn
 from typer.testing import CliRunner
 
-from tests.conftest import rewrite_csv
+from tests.conftest import TINY_PHANTOMS, rewrite_csv
 from tests.test_bad_input import as_volumes, assert_one_line_error, set_where
 from wsseg.cli import _friendly_errors, app
 from wsseg.config import Params, load_params
 from wsseg.data.readers import load_image, read_folder
-from wsseg.data.synthetic import SyntheticConfig, write_phantom_set
+from wsseg.data.synthetic import write_phantom_set
 from wsseg.data.volumes import read_volume
 from wsseg.errors import ConfigError, DataError
 from wsseg.progress import progress_bar
 
 runner = CliRunner()
-TINY = SyntheticConfig(
-    n_train_pixel=2,
-    n_train_weak=2,
-    n_val=1,
-    n_test=1,
-    min_slices=3,
-    max_slices=3,
-    image_size=32,
-    fibrosis_free_fraction=0.5,
-)
 
 # ---------------------------------------------------------------- helpers
 
@@ -81,7 +71,7 @@ def tree(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY)
+    return write_phantom_set(tmp_path_factory.mktemp("src") / "set", TINY_PHANTOMS)
 
 
 @pytest.fixture
@@ -428,7 +418,7 @@ def test_names_in_brackets_are_printed_as_they_are(tmp_path):
     result = runner.invoke(app, ["ingest", "-p", str(tmp_path / "params.yaml"), "-w", str(tmp_path / "work")])
     assert_one_line_error(result, f"{source} is not a folder")
     workdir = tmp_path / "run [bold]1[/bold]"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"synthetic": TINY.model_dump()}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"synthetic": TINY_PHANTOMS.model_dump()}}))
     result = runner.invoke(app, ["synth", "-p", str(tmp_path / "params.yaml"), "-w", str(workdir)])
     assert result.exit_code == 0, result.output
     assert f"phantoms written to {workdir / 'synthetic'}" in result.output
