@@ -19,7 +19,8 @@ def test_dice_loss_matches_the_reference_formula():
     assert dice_loss(t, t).item() == pytest.approx(0.0)
 
 
-def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
+def bright_squares() -> tuple[np.ndarray, np.ndarray]:
+    """32 dim 16x16 images, each with a bright 6x6 square, and the squares as targets."""
     rng = np.random.default_rng(0)
     images = rng.random((32, 1, 16, 16)).astype(np.float32) * 0.3
     targets = np.zeros((32, 16, 16), np.float32)
@@ -27,10 +28,19 @@ def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
         y, x = rng.integers(0, 10, 2)
         images[i, 0, y : y + 6, x : x + 6] += 0.7
         targets[i, y : y + 6, x : x + 6] = 1
+    return images, targets
+
+
+def dice(predicted: np.ndarray, targets: np.ndarray) -> float:
+    return float(2 * (predicted & (targets > 0)).sum() / (predicted.sum() + targets.sum()))
+
+
+def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
+    images, targets = bright_squares()
     segmenter = UNetSegmenter({"epochs": 15, "base_channels": 4, "depth": 2, "lr": 1e-2}, seed=0)
     segmenter.fit(images, targets)
     predicted = segmenter.predict(images) > 0.5
-    assert 2 * (predicted & (targets > 0)).sum() / (predicted.sum() + targets.sum()) > 0.8
+    assert dice(predicted, targets) > 0.8
     clone = UNetSegmenter(segmenter.config)
     clone.load_state_dict(segmenter.state_dict())
     np.testing.assert_array_equal(clone.predict(images), segmenter.predict(images))
@@ -63,20 +73,14 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
 
 
 def test_mixed_precision_learns_the_same_square_and_returns_float32():
-    rng = np.random.default_rng(0)
-    images = rng.random((32, 1, 16, 16)).astype(np.float32) * 0.3
-    targets = np.zeros((32, 16, 16), np.float32)
-    for i in range(32):
-        y, x = rng.integers(0, 10, 2)
-        images[i, 0, y : y + 6, x : x + 6] += 0.7
-        targets[i, y : y + 6, x : x + 6] = 1
+    images, targets = bright_squares()
     config = {"epochs": 15, "base_channels": 4, "depth": 2, "lr": 1e-2, "mixed_precision": True}
     segmenter = UNetSegmenter(config, seed=0)
     segmenter.fit(images, targets)
     probabilities = segmenter.predict(images)
     assert probabilities.dtype == np.float32
     predicted = probabilities > 0.5
-    assert 2 * (predicted & (targets > 0)).sum() / (predicted.sum() + targets.sum()) > 0.8
+    assert dice(predicted, targets) > 0.8
 
 
 @pytest.mark.parametrize("on", [False, True])
