@@ -12,6 +12,7 @@ common grid, where the later stages find their regions of interest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ def _drawn(params: Params, data: Cache, split: str) -> np.ndarray:
     """The slices of ``split`` whose myocardium is drawn: pixel labels, or also myocardium-only masks if asked."""
     drawn = data["has_myocardium"] if params.myocardium.additions.myocardium_only_masks else data["has_mask"]
     return drawn & (data["split"] == split)
+
+
+def _drawn_fit(params: Params, data: Cache, inputs: np.ndarray, targets: np.ndarray) -> Callable[[Any, Any], None]:
+    """``fit(segmenter, monitor)`` on the drawn train slices, validated on the drawn val slices (if any)."""
+    train, val = _drawn(params, data, "train"), _drawn(params, data, "val")
+
+    def fit(segmenter: Any, monitor: Any) -> None:
+        segmenter.fit(
+            inputs[train],
+            targets[train],
+            val_inputs=inputs[val] if val.any() else None,
+            val_targets=targets[val] if val.any() else None,
+            monitor=monitor,
+        )
+
+    return fit
 
 
 def heart_inputs(images: np.ndarray, params: Params) -> np.ndarray:
@@ -72,21 +89,10 @@ def wall_inputs(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.nda
 def train_heart(params: Params, ws: Workspace, device: str) -> Path:
     """Train the heart finder on the whole train slices whose myocardium is drawn (validated on val's)."""
     data = read_artefact(params, ws, "dataset")
-    train, val = _drawn(params, data, "train"), _drawn(params, data, "val")
     side = params.heart.image_size
     inputs = heart_inputs(data["images"], params)
     targets = (resize(data["heart_mask"].astype(np.float32), (side, side)) > 0.5).astype(np.float32)
-
-    def fit(segmenter: Any, monitor: Any) -> None:
-        segmenter.fit(
-            inputs[train],
-            targets[train],
-            val_inputs=inputs[val] if val.any() else None,
-            val_targets=targets[val] if val.any() else None,
-            monitor=monitor,
-        )
-
-    return train_model(params, ws, "heart_model", None, device, fit)
+    return train_model(params, ws, "heart_model", None, device, _drawn_fit(params, data, inputs, targets))
 
 
 def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
@@ -96,23 +102,12 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     slices with a myocardium-only mask; validated on the val split's.
     """
     data = read_artefact(params, ws, "dataset")
-    train, val = _drawn(params, data, "train"), _drawn(params, data, "val")
     boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params)
     inputs = wall_inputs(data["images"], boxes, params)
     targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, params.myocardium.roi_size) > 0.5).astype(
         np.float32
     )
-
-    def fit(segmenter: Any, monitor: Any) -> None:
-        segmenter.fit(
-            inputs[train],
-            targets[train],
-            val_inputs=inputs[val] if val.any() else None,
-            val_targets=targets[val] if val.any() else None,
-            monitor=monitor,
-        )
-
-    return train_model(params, ws, "myocardium_model", None, device, fit)
+    return train_model(params, ws, "myocardium_model", None, device, _drawn_fit(params, data, inputs, targets))
 
 
 @dataclass
