@@ -196,8 +196,9 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
         volume, spacing = read_volume(image)
         shape = volume.shape
         for mask in (label, myocardium):
-            if mask is not None and read_volume(mask)[0].shape != shape:
-                raise DataError(f"{mask}: size {read_volume(mask)[0].shape} differs from its image {shape}")
+            mask_shape = read_volume(mask)[0].shape if mask is not None else shape
+            if mask_shape != shape:
+                raise DataError(f"{mask}: size {mask_shape} differs from its image {shape}")
         for z in range(shape[0]):
             fibrosis = slice_labels.pop((case, z), (-1, ""))[0]
             records.append(
