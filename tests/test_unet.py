@@ -46,6 +46,23 @@ def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
     np.testing.assert_array_equal(clone.predict(images), segmenter.predict(images))
 
 
+def test_context_classes_train_a_softmax_whose_prediction_is_the_highest_class():
+    images, squares = bright_squares()
+    inside = np.pad(squares[:, 1:-1, 1:-1] > 0, ((0, 0), (1, 1), (1, 1))) & (
+        np.roll(squares, 1, 1) * np.roll(squares, -1, 1) * np.roll(squares, 1, 2) * np.roll(squares, -1, 2) > 0
+    )
+    targets = 2 * squares - inside  # 0 background, 1 the square's inside, 2 its one-pixel rim (a "wall")
+    segmenter = UNetSegmenter({"epochs": 25, "base_channels": 4, "depth": 2, "lr": 1e-2, "bce_weight": 1}, seed=0)
+    segmenter.fit(images, targets)
+    rim = segmenter.predict(images) > 0.5
+    assert dice(rim, targets == 2) > 0.7
+    assert rim[inside].mean() < 0.2  # the bright inside is context, not the class predicted
+    clone = UNetSegmenter(segmenter.config)
+    clone.load_state_dict(segmenter.state_dict())
+    assert clone.state_dict()["classes"] == 3
+    np.testing.assert_array_equal(clone.predict(images), segmenter.predict(images))
+
+
 def test_predict_before_training_is_a_clear_error():
     with pytest.raises(RuntimeError, match="not trained"):
         UNetSegmenter().predict(np.zeros((1, 1, 16, 16), np.float32))

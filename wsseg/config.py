@@ -115,6 +115,11 @@ class MyocardiumAdditions(Section):
         False,
         description="also train on the myocardium-only masks (myocardium/) of the train cases without pixel labels",
     )
+    cavity_class: bool = Field(
+        False,
+        description="train the wall model on three classes (background, cavity, wall): it learns where the blood "
+        "pool ends, not only where the wall is",
+    )
 
 
 class HeartParams(PluginSection):

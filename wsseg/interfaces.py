@@ -190,7 +190,12 @@ class PseudoLabeler(Plugin):
 
 
 class Segmenter(Plugin):
-    """A pixel classifier trained on binary masks (myocardium or fibrosis)."""
+    """A pixel classifier trained on binary masks (myocardium or fibrosis).
+
+    A stage may also pass class maps ``0..K`` whose class ``K`` is the one to segment and ``1..K-1`` are
+    context (``myocardium.additions.cavity_class``: background, cavity, wall); a segmenter that only
+    learns binary masks should raise ``ValueError`` for them.
+    """
 
     @abstractmethod
     def fit(
@@ -202,11 +207,11 @@ class Segmenter(Plugin):
         val_targets: np.ndarray | None = None,
         monitor: Monitor | None = None,
     ) -> None:
-        """Train on ``inputs`` ``(N, C, H, W)`` float32 and ``targets`` ``(N, H, W)`` in {0, 1}."""
+        """Train on ``inputs`` ``(N, C, H, W)`` float32 and ``targets`` ``(N, H, W)`` in {0, 1} (or ``0..K``)."""
 
     @abstractmethod
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, H, W)`` float32 in [0, 1] for ``inputs`` ``(N, C, H, W)``."""
+        """Probabilities ``(N, H, W)`` float32 in [0, 1] of the mask (or of class ``K``) for ``inputs``."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -190,6 +190,7 @@ STAGES: tuple[Stage, ...] = (
             "heart.margin",
             "data.additions.roi_normalise",
             "myocardium.additions.myocardium_only_masks",
+            "myocardium.additions.cavity_class",
         ),
         upstream=lambda p, key: [("dataset", None)],
         plugin="myocardium",

@@ -99,14 +99,16 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     """Train the wall model on the true heart boxes of the train slices whose myocardium is drawn.
 
     Those are the pixel-labelled slices, and with ``myocardium.additions.myocardium_only_masks`` also the
-    slices with a myocardium-only mask; validated on the val split's.
+    slices with a myocardium-only mask; validated on the val split's. With
+    ``myocardium.additions.cavity_class`` the targets are three classes: background, cavity, wall.
     """
     data = read_artefact(params, ws, "dataset")
     boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params)
     inputs = wall_inputs(data["images"], boxes, params)
-    targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, params.myocardium.roi_size) > 0.5).astype(
-        np.float32
-    )
+    side = params.myocardium.roi_size
+    targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, side) > 0.5).astype(np.float32)
+    if params.myocardium.additions.cavity_class:  # 0 background, 1 cavity, 2 wall
+        targets += crop(data["heart_mask"].astype(np.float32), boxes, side) > 0.5
     return train_model(params, ws, "myocardium_model", None, device, _drawn_fit(params, data, inputs, targets))
 
 

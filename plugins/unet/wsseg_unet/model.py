@@ -1,4 +1,4 @@
-"""2D U-Net: encoder-decoder with skip connections and a sigmoid output."""
+"""2D U-Net: encoder-decoder with skip connections; a sigmoid output, or a softmax over several classes."""
 
 import torch
 from torch import nn
@@ -17,9 +17,12 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """U-Net with ``depth`` levels; inputs need sides divisible by ``2 ** (depth - 1)``."""
+    """U-Net with ``depth`` levels; inputs need sides divisible by ``2 ** (depth - 1)``.
 
-    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 4):
+    ``out_channels`` 1 gives one sigmoid probability; more give a softmax over that many classes.
+    """
+
+    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 4, out_channels: int = 1):
         super().__init__()
         widths = [base_channels * 2**level for level in range(depth)]
         self.down = nn.ModuleList()
@@ -30,10 +33,10 @@ class UNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.upsample = nn.ModuleList(nn.ConvTranspose2d(w * 2, w, 2, stride=2) for w in reversed(widths[:-1]))
         self.up = nn.ModuleList(conv_block(w * 2, w) for w in reversed(widths[:-1]))
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, 1, H, W)`` for inputs ``(N, C, H, W)``."""
+        """Probabilities ``(N, out_channels, H, W)`` for inputs ``(N, C, H, W)``."""
         skips = []
         for level, block in enumerate(self.down):
             if level > 0:
@@ -42,4 +45,5 @@ class UNet(nn.Module):
             skips.append(x)
         for upsample, block, skip in zip(self.upsample, self.up, reversed(skips[:-1])):
             x = block(torch.cat([upsample(x), skip], dim=1))
-        return torch.sigmoid(self.head(x))
+        logits = self.head(x)
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)

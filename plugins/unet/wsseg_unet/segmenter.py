@@ -82,8 +82,20 @@ class UNetConfig(PluginConfig):
         return {name: value for name, value in settings.items() if value}
 
 
+def one_hot(targets: np.ndarray, classes: int) -> np.ndarray:
+    """Class maps ``(N, H, W)`` as ``(N, classes - 1, H, W)`` channels, one per class above 0 (binary: the mask)."""
+    if classes == 2:
+        return targets[:, None].astype(np.float32)
+    return np.stack([targets == c for c in range(1, classes)], axis=1).astype(np.float32)
+
+
 class UNetSegmenter(Segmenter):
-    """2D U-Net segmenter (Dice loss, Adam), used for myocardium and fibrosis."""
+    """2D U-Net segmenter (Dice loss, Adam), used for myocardium and fibrosis.
+
+    Binary targets train one sigmoid output. Targets with context classes (``0..K``, e.g. background,
+    cavity, wall) train a softmax over ``K + 1`` classes with the Dice of each class above 0 (and
+    cross-entropy with ``bce_weight``); :meth:`predict` gives the probability of class ``K``.
+    """
 
     api_version = 1
 
@@ -92,24 +104,28 @@ class UNetSegmenter(Segmenter):
 
     network: UNet | None = None
 
-    def _build(self, in_channels: int) -> UNet:
+    def _build(self, in_channels: int, classes: int = 2) -> UNet:
         torch.manual_seed(self.seed)
         cfg = self.config
-        network = UNet(in_channels, cfg.base_channels, cfg.depth).to(self.device)
+        out_channels = 1 if classes == 2 else classes
+        network = UNet(in_channels, cfg.base_channels, cfg.depth, out_channels).to(self.device)
         self.network = network.to(memory_format=torch.channels_last) if cfg.mixed_precision else network
         return self.network
 
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, H, W)`` in float32; convolutions in bfloat16 with ``mixed_precision``."""
+        """Probabilities ``(N, K, H, W)`` in float32 (``K`` 1: sigmoid; more: softmax over the classes);
+        convolutions in bfloat16 with ``mixed_precision``."""
         if not self.config.mixed_precision:
-            return model(x)[:, 0]
+            return model(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return model(x.contiguous(memory_format=torch.channels_last))[:, 0].float()
+            return model(x.contiguous(memory_format=torch.channels_last)).float()
 
     def fit(self, inputs, targets, *, val_inputs=None, val_targets=None, monitor: Monitor | None = None) -> None:
         cfg = self.config
-        network = self._build(inputs.shape[1])
-        data = torch.from_numpy(np.concatenate([inputs, targets[:, None]], axis=1).astype(np.float32))
+        classes = max(2, int(targets.max()) + 1 if targets.size else 2)
+        network = self._build(inputs.shape[1], classes)
+        data = torch.from_numpy(np.concatenate([inputs, one_hot(targets, classes)], axis=1).astype(np.float32))
+        channels = classes - 1  # the target's channels, last in each sample: one per class above 0
 
         def batches(rng: np.random.Generator):
             for index in minibatches(len(data), cfg.batch_size, rng):
@@ -130,10 +146,16 @@ class UNetSegmenter(Segmenter):
 
         def loss(model, batch):
             batch = batch.to(self.device)
-            predicted, target = self._forward(model, batch[:, :-1]), batch[:, -1]
-            value = dice_loss(predicted, target)
+            predicted, target = self._forward(model, batch[:, :-channels]), batch[:, -channels:]
+            if classes == 2:
+                value = dice_loss(predicted[:, 0], target[:, 0])
+                if cfg.bce_weight:
+                    value = value + cfg.bce_weight * F.binary_cross_entropy(predicted[:, 0], target[:, 0])
+                return value
+            target = torch.cat([(1 - target.sum(1, keepdim=True)).clamp_min(0), target], dim=1)
+            value = sum(dice_loss(predicted[:, c], target[:, c]) for c in range(1, classes)) / channels
             if cfg.bce_weight:
-                value = value + cfg.bce_weight * F.binary_cross_entropy(predicted, target)
+                value = value - cfg.bce_weight * (target * predicted.clamp_min(1e-6).log()).sum(1).mean()
             return value
 
         validate = None
@@ -141,7 +163,7 @@ class UNetSegmenter(Segmenter):
 
             def validate(model):
                 predicted = self.predict(val_inputs) > 0.5
-                truth = val_targets > 0.5
+                truth = val_targets > classes - 1.5  # the class to segment: the highest
                 return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
 
         select = "val_dice" if cfg.select_best and validate is not None else None
@@ -167,7 +189,7 @@ class UNetSegmenter(Segmenter):
         out = [
             self._forward(
                 network, torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device)
-            ).cpu()
+            )[:, -1].cpu()
             for i in range(0, len(inputs), 64)
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, *inputs.shape[2:]), np.float32)
@@ -175,8 +197,13 @@ class UNetSegmenter(Segmenter):
     def state_dict(self) -> dict[str, Any]:
         if self.network is None:
             raise RuntimeError("the U-Net is not trained")
-        return {"in_channels": self.network.down[0][0].in_channels, "weights": self.network.state_dict()}
+        out_channels = self.network.head.out_channels
+        return {
+            "in_channels": self.network.down[0][0].in_channels,
+            "classes": 2 if out_channels == 1 else out_channels,
+            "weights": self.network.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._build(state["in_channels"]).load_state_dict(state["weights"])
+        self._build(state["in_channels"], state.get("classes", 2)).load_state_dict(state["weights"])
         self.network.eval()
