@@ -158,8 +158,9 @@ def synth(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = P
 def ingest(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data")) -> None:
     """Check and resample the dataset folder (data.source: 'synthetic' or a path) into dataset.h5.
 
-    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices or one NIfTI/MHA/NRRD
-    volume per case); see the README for the columns.
+    The folder holds cases.csv, slices.csv, images/ and labels/ (PNG slices, one NIfTI/MHA/NRRD
+    volume per case, or DICOM files with each case's series named in cases.csv's `series` column:
+    its SeriesInstanceUID or a sub-folder of images/); see the README for the columns.
     """
     _run("ingest", params, workdir)
 
@@ -242,7 +243,8 @@ def predict(
     input_dir: Annotated[
         Path | None,
         typer.Argument(
-            help="Folder of `<case>_slice<NNN>.png` (or NIfTI/MHA volumes). Omit to predict the ingested dataset."
+            help="Folder of `<case>_slice<NNN>.png`, NIfTI/MHA volumes or DICOM files (nested, several series). "
+            "Omit to predict the ingested dataset."
         ),
     ] = None,
     out: Annotated[
@@ -265,6 +267,16 @@ def predict(
             help="In-plane pixel spacing (mm) of PNG inputs (default: data.pixel_spacing); volumes carry their own.",
         ),
     ] = None,
+    slice_spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--slice-spacing",
+            min=0.01,
+            max=1000,
+            help="Distance (mm) between the slices of PNG inputs, for the scar burden in mL in cases.csv "
+            "(with a pixel spacing); volumes and DICOM carry their own.",
+        ),
+    ] = None,
     supervision: SupervisionOption = "slice",
     params: ParamsOption = Path("params.yaml"),
     workdir: WorkdirOption = Path("data"),
@@ -275,7 +287,11 @@ def predict(
     With INPUT_DIR: writes `<stem>_myocardium.png` and `<stem>_fibrosis.png` (0 = no, 255 = yes) at
     each input's own size, and `predictions.csv` (image, case_id, slice_index, fibrosis_probability,
     fibrosis_pixels, myocardium_pixels); a folder of volumes gives `<case>_myocardium.nii.gz` and
-    `<case>_fibrosis.nii.gz`. Without INPUT_DIR: predicts the ingested dataset for `wsseg evaluate`.
+    `<case>_fibrosis.nii.gz`. A folder of DICOM files gives the same for each single-frame 2D MR
+    series, named `series-<hash of its UID>`, and a DICOM SEG `<case>_seg.dcm`; other series are
+    skipped with a warning. `cases.csv` gives each case's scar burden (myocardium and fibrosis in
+    pixels and mL, fibrosis in % of the myocardium). Without INPUT_DIR: predicts the ingested
+    dataset for `wsseg evaluate`.
     """
     if input_dir is None:
         _run("predict", params, workdir, device, supervision)
@@ -288,7 +304,7 @@ def predict(
     if split is not None:
         _choice(split, ("train", "val", "test"), "--split")
     p, ws, dev = _setup(params, workdir, device, processes=True)
-    written = predict_folder(p, ws, chosen, input_dir, out, dev, split, pixel_spacing)
+    written = predict_folder(p, ws, chosen, input_dir, out, dev, split, pixel_spacing, slice_spacing)
     _done(f"{chosen}-level predictions written to {written}")
 
 

@@ -1,8 +1,8 @@
-"""Readers for the folders a user brings: 2D PNG slices or one volume per case, plus label CSVs.
+"""Readers for the folders a user brings: 2D PNG slices, one volume or DICOM series per case, plus label CSVs.
 
 The folder form (the shared EMIDEC export uses it)::
 
-    cases.csv    case_id, split, pixel_labels, [n_slices], stack_fibrosis, [myocardium_labels]
+    cases.csv    case_id, split, pixel_labels, [n_slices], stack_fibrosis, [myocardium_labels], [series]
     slices.csv   case_id, slice_index, image, label, slice_fibrosis, [myocardium]
     images/      <case>_slice<NNN>.png          or   <case>.nii.gz / .nii / .mha / .nrrd
     labels/      same names, for pixel-labelled cases only
@@ -13,6 +13,12 @@ Label images use the EMIDEC coding: 0 background, 1 LV cavity, 2 myocardium, 3 i
 only (any scar merged into 2): they feed the myocardium model and never say where fibrosis is.
 For volumes, ``slices.csv`` is optional (without it every z slice is read, slice labels come from
 the label volume when there is one) and its ``image``/``label`` columns may be left out.
+
+A DICOM dataset names each case's series in the ``series`` column of ``cases.csv``: its
+SeriesInstanceUID, or a sub-folder of ``images/`` that holds that one usable series
+(:mod:`wsseg.data.dicom` reads ``images/``, files of any names, nested). Its label and myocardium
+volumes (``labels/<case>.nii.gz`` ...) lie on the series' voxel grid (slices in order along the
+normal), which the NIfTI masks of ``wsseg predict`` show; size, spacing, origin and direction are checked.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsseg.data.dicom import DicomSeries, check_grid, list_series, read_slice
 from wsseg.data.trust import check_inside, check_size, existing_file, safe_name
 from wsseg.data.volumes import VOLUME_SUFFIXES, in_plane_spacing, read_volume, volume_case
 from wsseg.errors import DataError, excerpt
@@ -44,7 +51,9 @@ class SliceRecord:
     ``slice_fibrosis`` and ``stack_fibrosis`` are 0/1, or -1 where unknown (e.g. test cases).
     ``myocardium`` is a myocardium-only mask (0 background, 1 cavity, 2 myocardium with any scar
     merged in) for a slice without a label image. For volumes, ``z`` is the slice's index in the
-    volume file and ``spacing`` its in-plane pixel spacing in mm (``None`` for PNG slices).
+    volume file and ``spacing`` its in-plane pixel spacing in mm (``None`` for PNG slices). A DICOM
+    series' slice is file ``z`` of ``series`` (in slice order) and slice ``z`` of its label volumes; its
+    ``image`` is ``images/<series id>``, since the files' own paths may hold a patient's name.
     """
 
     case_id: str
@@ -58,6 +67,7 @@ class SliceRecord:
     z: int | None = None
     myocardium: Path | None = None
     spacing: float | None = None
+    series: DicomSeries | None = None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -114,6 +124,7 @@ def read_cases(folder: Path) -> dict[str, dict]:
             "pixel_labels": None if pixel_labels < 0 else pixel_labels == 1,
             "myocardium_labels": None if myocardium_labels < 0 else myocardium_labels == 1,
             "stack_fibrosis": _binary(row.get("stack_fibrosis", ""), where),
+            "series": row.get("series", ""),
             "where": where,
         }
     return cases
@@ -179,22 +190,59 @@ def _volume_file(folder: Path, kind: str, case: str) -> Path | None:
     return None
 
 
-def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
+def _case_series(folder: Path, cases: dict[str, dict]) -> dict[str, DicomSeries]:
+    """The DICOM series that each case's ``series`` cell names: a SeriesInstanceUID or a sub-folder of images/."""
+    images = folder / "images"
+    found = list_series(images)
+    by_uid = {s.uid: s for s in found}
+    chosen: dict[str, DicomSeries] = {}
+    for case, info in cases.items():
+        where, named = info["where"], info["series"]
+        if not named:
+            raise DataError(f"{where}: case {case} names no series (a DICOM dataset names one for every case)")
+        series = by_uid.get(named)
+        if series is None:  # a sub-folder; its name is never quoted, since it may hold a patient's name
+            root = check_inside(images / named, images, shown=f"{where}: the series of case {case}").resolve()
+            under = [s for s in found if all(f.resolve().is_relative_to(root) for f in s.files)]
+            if len(under) != 1:
+                raise DataError(
+                    f"{where}: the series of case {case} is not a SeriesInstanceUID of a usable series in "
+                    f"{images}, nor a sub-folder holding exactly one (it holds {len(under)})"
+                )
+            series = under[0]
+        other = next((c for c, s in chosen.items() if s == series), None)
+        if other is not None:
+            raise DataError(f"{where}: case {case} names the series of case {other} ({series.label}) too")
+        chosen[case] = series
+    return chosen
+
+
+def _volume_records(folder: Path, cases: dict[str, dict], series: dict[str, DicomSeries] | None) -> list[SliceRecord]:
+    """The slices of one volume (or, with ``series``, one DICOM series) per case, with their label volumes."""
     slice_labels = {}
     if (folder / "slices.csv").exists():
         for where, row, case, index in _slice_table(folder / "slices.csv", cases, ()):
             slice_labels[(case, index)] = (_binary(row.get("slice_fibrosis", ""), where), where)
     records = []
     for case, info in cases.items():
-        image = _volume_file(folder, "images", case)
-        if image is None:
-            raise DataError(f"{folder / 'images'}: no volume for case {case} ({', '.join(VOLUME_SUFFIXES)})")
+        stack = series[case] if series is not None else None
         label = _volume_file(folder, "labels", case)
         myocardium = _volume_file(folder, "myocardium", case)
         if label is not None and myocardium is not None:
             raise DataError(f"{myocardium}: case {case} has a label volume too; give one or the other")
-        volume, spacing = read_volume(image)
-        shape = volume.shape
+        spacing: tuple[float, ...]
+        if stack is not None:
+            shape, spacing = stack.shape, stack.spacing
+            images = [folder / "images" / stack.case_id] * shape[0]  # the files' own paths stay out of caches
+            for mask, what in ((label, "label volume"), (myocardium, "myocardium volume")):
+                if mask is not None:
+                    check_grid(stack, mask, what)
+        else:
+            image = _volume_file(folder, "images", case)
+            if image is None:
+                raise DataError(f"{folder / 'images'}: no volume for case {case} ({', '.join(VOLUME_SUFFIXES)})")
+            volume, spacing = read_volume(image)
+            shape, images = volume.shape, [image] * volume.shape[0]
         for mask in (label, myocardium):
             mask_shape = read_volume(mask)[0].shape if mask is not None else shape
             if mask_shape != shape:
@@ -205,7 +253,7 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
                 SliceRecord(
                     case_id=case,
                     slice_index=z,
-                    image=image,
+                    image=images[z],
                     label=label,
                     split=info["split"],
                     pixel_labels=label is not None,
@@ -214,6 +262,7 @@ def _volume_records(folder: Path, cases: dict[str, dict]) -> list[SliceRecord]:
                     z=z,
                     myocardium=myocardium,
                     spacing=in_plane_spacing(spacing),
+                    series=stack,
                 )
             )
     if slice_labels:
@@ -256,7 +305,7 @@ def check_stack_label(case: str, stack: int, slice_labels: list[int], where: str
 
 
 def read_folder(folder: str | Path) -> list[SliceRecord]:
-    """Every slice of a dataset folder (PNG slices or volumes), with its labels, checked.
+    """Every slice of a dataset folder (PNG slices, volumes or DICOM series), with its labels, checked.
 
     Raises :class:`DataError` for missing or unreadable files, unknown cases, duplicate slices,
     labels other than 0/1, label files that contradict ``pixel_labels``, and a stack label that
@@ -270,8 +319,12 @@ def read_folder(folder: str | Path) -> list[SliceRecord]:
             f"{folder} is empty: a dataset folder holds cases.csv, slices.csv, images/ and labels/ (see the README)"
         )
     cases = read_cases(folder)
-    has_volumes = any(_volume_file(folder, "images", c) for c in cases)
-    records = _volume_records(folder, cases) if has_volumes else _slice_records(folder, cases)
+    if any(info["series"] for info in cases.values()):
+        records = _volume_records(folder, cases, _case_series(folder, cases))
+    elif any(_volume_file(folder, "images", c) for c in cases):
+        records = _volume_records(folder, cases, None)
+    else:
+        records = _slice_records(folder, cases)
     for case, info in cases.items():
         _check_case(case, info, [r for r in records if r.case_id == case], folder)
     return sorted(records, key=lambda r: (r.case_id, r.slice_index))
@@ -292,6 +345,8 @@ def _read_png(path: Path) -> np.ndarray:
 
 def load_image(record: SliceRecord) -> np.ndarray:
     """The slice's raw grey values ``(H, W)`` float32, checked for NaN/inf."""
+    if record.series is not None:
+        return read_slice(record.series, record.slice_index)  # slice_index is z
     array = read_volume(record.image)[0][record.z] if record.z is not None else _read_png(record.image)
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 2:
