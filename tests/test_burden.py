@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import TINY_PHANTOMS
 from tests.test_dicom import ThresholdPredictor, expected_masks, phantom_stack, predict
-from wsseg.burden import BURDEN_COLUMNS, scar_burden
+from wsseg.burden import BURDEN_COLUMNS, burden_agreement, scar_burden
 from wsseg.data.readers import FIBROSIS_LABELS, MYOCARDIUM_LABELS
 from wsseg.data.synthetic import phantom_case
 
@@ -103,3 +103,12 @@ def test_predict_writes_the_burden_of_volumes_and_of_png_slices(monkeypatch, tmp
     assert result.exit_code == 0, result.output
     assert float(read_cases(tmp_path / "s" / "cases.csv")["case001"]["myocardium_ml"]) == pytest.approx(wall * 0.04)
 
+
+def test_burden_agreement_gives_the_mean_absolute_difference_and_the_correlation():
+    agreement = burden_agreement([10.0, 20.0, 40.0], [12.0, 26.0, 42.0])
+    assert agreement["mean_abs_diff_pp"] == pytest.approx((2 + 6 + 2) / 3)
+    assert agreement["pearson_r"] == pytest.approx(np.corrcoef([10, 20, 40], [12, 26, 42])[0, 1])
+    assert agreement["n"] == 3
+    assert np.isnan(burden_agreement([5.0, 5.0], [1.0, 9.0])["pearson_r"])  # a constant prediction
+    with pytest.raises(ValueError, match="as many"):
+        burden_agreement([1.0], [1.0, 2.0])

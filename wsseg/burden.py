@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BURDEN_COLUMNS", "Burden", "scar_burden"]
+__all__ = ["BURDEN_COLUMNS", "Burden", "burden_agreement", "scar_burden"]
 
 BURDEN_COLUMNS = [
     "case",
@@ -87,3 +87,16 @@ def scar_burden(
         fibrosis_percent=100 * scar / wall if wall else None,
     )
 
+
+def burden_agreement(predicted: Sequence[float], true: Sequence[float]) -> dict[str, float]:
+    """How well predicted fibrosis shares (%, one per case) agree with the true ones: their mean absolute
+    difference in percentage points, their Pearson correlation (NaN when either is constant) and the count."""
+    p, t = np.asarray(predicted, float), np.asarray(true, float)
+    if p.shape != t.shape or p.size == 0:
+        raise ValueError(f"need as many predicted as true shares, at least one; got {p.size} and {t.size}")
+    correlated = p.std() > 0 and t.std() > 0
+    return {
+        "mean_abs_diff_pp": float(np.abs(p - t).mean()),
+        "pearson_r": float(np.corrcoef(p, t)[0, 1]) if correlated else float("nan"),
+        "n": int(p.size),
+    }

@@ -23,11 +23,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from skimage.filters import threshold_otsu
 
 from wsseg.artefacts import read_artefact
 from wsseg.config import load_params
 from wsseg.metrics import summary
+from wsseg.reference import otsu_inside
 from wsseg.workspace import Workspace
 
 
@@ -35,13 +35,6 @@ def pooled_dice(predicted: list[np.ndarray], truth: list[np.ndarray]) -> float:
     """Dice of the union of all pixels of ``predicted`` against that of ``truth``."""
     overlap = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
     return 2 * overlap / max(sum(int(p.sum() + t.sum()) for p, t in zip(predicted, truth)), 1)
-
-
-def otsu_inside(image: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
-    """The pixels of ``myocardium`` brighter than its Otsu threshold."""
-    if myocardium.sum() < 2:
-        return np.zeros_like(myocardium)
-    return myocardium & (image > threshold_otsu(image[myocardium]))
 
 
 def coverage(myocardium: list[np.ndarray], fibrosis: list[np.ndarray]) -> float:

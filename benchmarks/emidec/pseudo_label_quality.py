@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from myocardium_quality import coverage, otsu_inside, pooled_dice  # benchmarks/emidec/, beside this script
+from myocardium_quality import coverage, pooled_dice  # benchmarks/emidec/, beside this script
 
 from wsseg.artefacts import read_roi_data
 from wsseg.config import read_mapping, validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
+from wsseg.reference import otsu_inside
 from wsseg.registry import get_plugin
 from wsseg.workspace import Workspace
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ from rich.table import Table
 
 from wsseg import distributed
 from wsseg.artefacts import read_artefact
+from wsseg.burden import burden_agreement, scar_burden
 from wsseg.config import Params
+from wsseg.data.geometry import paste
 from wsseg.metrics import auroc, case_dice, summary
+from wsseg.reference import REFERENCES, label_free
 from wsseg.workspace import Workspace
 
 
@@ -33,32 +37,92 @@ def _classification(params: Params, ws: Workspace, data, rows: np.ndarray) -> di
     return results
 
 
-def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict, dict]:
+@dataclass
+class _Truth:
+    """The labelled slices being scored: their cases and true masks on each slice's original grid."""
+
+    cases: np.ndarray
+    myocardium: list[np.ndarray]
+    fibrosis: list[np.ndarray]
+
+
+def _fibrosis_figures(fibrosis: list[np.ndarray], myocardium: list[np.ndarray], truth: _Truth) -> tuple[dict, dict]:
+    """Fibrosis Dice over the cases with fibrosis, the fibrosis-free cases flagged and the scar burden's
+    agreement with the truth; and each case's Dice."""
+    cases = list(truth.cases)
+    with_fibrosis = {c for c, mask in zip(cases, truth.fibrosis) if mask.any()}
+    free = set(cases) - with_fibrosis
+    flagged = {c for mask, c in zip(fibrosis, cases) if mask.any()}
+    scores = case_dice(fibrosis, truth.fibrosis, cases)
+    figures = {
+        "dice": summary(scores[c] for c in scores if c in with_fibrosis),
+        "fibrosis_free_cases": len(free),
+        "fibrosis_free_flagged": len(free & flagged),
+        "burden": _burden_agreement(fibrosis, myocardium, truth),
+    }
+    return figures, scores
+
+
+def _burden_agreement(fibrosis: list[np.ndarray], myocardium: list[np.ndarray], truth: _Truth) -> dict:
+    """Each case's fibrosis share of the myocardium (:func:`~wsseg.burden.scar_burden`) against the true share."""
+    shares = []
+    for case in dict.fromkeys(truth.cases):
+        rows = np.flatnonzero(truth.cases == case)
+        predicted = scar_burden([myocardium[i] for i in rows], [fibrosis[i] for i in rows], None)
+        true = scar_burden([truth.myocardium[i] for i in rows], [truth.fibrosis[i] for i in rows], None)
+        shares.append((predicted.fibrosis_percent or 0.0, true.fibrosis_percent or 0.0))
+    return burden_agreement(*zip(*shares))
+
+
+def _truth(data, rows: np.ndarray) -> _Truth:
     index = np.flatnonzero(rows)
-    cases = data["case_id"][index]
-    truth_fib = [data["fibrosis_original"][i] for i in index]
-    with_fibrosis = {c for c, mask in zip(cases, truth_fib) if mask.any()}
+    return _Truth(
+        data["case_id"][index],
+        [data["myocardium_original"][i] for i in index],
+        [data["fibrosis_original"][i] for i in index],
+    )
+
+
+def _segmentation(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict, dict]:
+    index, truth = np.flatnonzero(rows), _truth(data, rows)
     fibrosis: dict = {}
     myocardium: dict = {}
     per_case: dict = {}
     for supervision in params.segmentation.supervisions:
         pred = read_artefact(params, ws, "predictions", supervision)
-        scores = case_dice([pred["fibrosis_masks"][i] for i in index], truth_fib, cases)
-        flagged = {c for i, c in zip(index, cases) if pred["fibrosis_masks"][i].any()}
-        free = set(cases) - with_fibrosis
-        fibrosis[supervision] = {
-            "dice": summary(scores[c] for c in scores if c in with_fibrosis),
-            "fibrosis_free_cases": len(free),
-            "fibrosis_free_flagged": len(free & flagged),
-        }
-        per_case[f"fibrosis_{supervision}"] = scores
+        walls = [pred["myocardium_masks"][i] for i in index]
+        fibrosis[supervision], per_case[f"fibrosis_{supervision}"] = _fibrosis_figures(
+            [pred["fibrosis_masks"][i] for i in index], walls, truth
+        )
         if not myocardium:
-            myo = case_dice(
-                [pred["myocardium_masks"][i] for i in index], [data["myocardium_original"][i] for i in index], cases
-            )
+            myo = case_dice(walls, truth.myocardium, list(truth.cases))
             myocardium = {"dice": summary(myo.values())}
             per_case["myocardium"] = myo
     return fibrosis, myocardium, per_case
+
+
+def _label_free(params: Params, ws: Workspace, data, rows: np.ndarray) -> tuple[dict, dict]:
+    """The :mod:`wsseg.reference` rows: Otsu inside the predicted myocardium, ungated and gated by the
+    slice classifier (when ``cam.levels`` has ``slice``), on each slice's original grid."""
+    index, truth = np.flatnonzero(rows), _truth(data, rows)
+    wall = read_artefact(params, ws, "myocardium")["probability"][index] > params.myocardium.threshold
+    scores = read_artefact(params, ws, "cams", "slice")["slice_score"][index] if "slice" in params.cam.levels else None
+    grids = [
+        (view, (int(height), int(width)))
+        for view, (height, width) in zip(data["view"][index], data["original_shape"][index])
+    ]
+
+    def original(masks: np.ndarray) -> list[np.ndarray]:
+        return [
+            paste(mask[None].astype(np.float32), np.array([view]), shape)[0] > 0.5
+            for mask, (view, shape) in zip(masks, grids)
+        ]
+
+    walls = original(wall)
+    figures, per_case = {}, {}
+    for name, masks in label_free(data["images"][index], wall, scores).items():
+        figures[name], per_case[f"fibrosis_{name}"] = _fibrosis_figures(original(masks), walls, truth)
+    return figures, per_case
 
 
 def _json_safe(value):
@@ -73,24 +137,28 @@ def _json_safe(value):
 @distributed.on_main
 def evaluate(params: Params, ws: Workspace) -> Path:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
-    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels.
+    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels; beside the
+    levels, the same fibrosis figures for the label-free references (:mod:`wsseg.reference`).
 
     The summary goes to ``metrics.json`` (a DVC metric), each case's Dice to ``metrics_per_case.json``.
     """
     data = read_artefact(params, ws, "dataset")
     in_splits = np.isin(data["split"], params.evaluate.splits)
-    fibrosis, myocardium, per_case = _segmentation(params, ws, data, in_splits & data["has_mask"])
+    labelled = in_splits & data["has_mask"]
+    fibrosis, myocardium, per_case = _segmentation(params, ws, data, labelled)
+    references, reference_cases = _label_free(params, ws, data, labelled)
     metrics = {
         "splits": params.evaluate.splits,
         "n_cases": int(len(np.unique(data["case_id"][in_splits & data["has_mask"]]))),
         "myocardium": myocardium,
         "fibrosis": fibrosis,
+        "label_free": references,
         "classification": _classification(params, ws, data, in_splits),
     }
     ws.metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics = _json_safe(metrics)
     ws.metrics.write_text(json.dumps(metrics, indent=2))
-    ws.per_case_metrics.write_text(json.dumps(per_case, indent=2))
+    ws.per_case_metrics.write_text(json.dumps(per_case | reference_cases, indent=2))
     return ws.metrics
 
 
@@ -99,27 +167,39 @@ def format_figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def format_burden(burden: dict) -> str:
+    """The burden agreement as ``|Δ| 3.2 pp, r 0.81``."""
+    r = "n/a" if burden["pearson_r"] is None else f"{burden['pearson_r']:.2f}"
+    return f"|Δ| {burden['mean_abs_diff_pp']:.1f} pp, r {r}"
+
+
 def metrics_table(metrics: dict) -> Table:
     """The paper's Tables 1 and 2 in one terminal table."""
     table = Table(
         box=box.SIMPLE_HEAD,
         title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)",
     )
-    for column in ("segmentation", "Dice ± std", "cases", "flagged", "AUC slice", "AUC stack"):
+    for column in ("segmentation", "Dice ± std", "cases", "flagged", "burden", "AUC slice", "AUC stack"):
         table.add_column(column)
-    table.caption = "flagged: fibrosis-free cases with fibrosis predicted; AUC: AUROC"
+    table.caption = (
+        "flagged: fibrosis-free cases with fibrosis predicted; burden: fibrosis % of the myocardium per case "
+        "against the truth, mean absolute difference (percentage points) and correlation r; AUC: AUROC"
+    )
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        table.add_row("myocardium", f"{format_figure(d['mean'])}±{format_figure(d['std'])}", str(d["n"]), "", "", "")
-    for supervision, result in metrics["fibrosis"].items():
+        table.add_row("myocardium", f"{format_figure(d['mean'])}±{format_figure(d['std'])}", str(d["n"]))
+    auc = metrics["classification"]
+    rows = [(f"fibrosis ({s})", result, auc.get(s, {})) for s, result in metrics["fibrosis"].items()]
+    rows += [(f"[italic]{REFERENCES[n]}[/italic]", result, {}) for n, result in metrics.get("label_free", {}).items()]
+    for label, result, aucs in rows:
         d = result["dice"]
-        auc = metrics["classification"].get(supervision, {})
         table.add_row(
-            f"fibrosis ({supervision})",
+            label,
             f"{format_figure(d['mean'])}±{format_figure(d['std'])}",
             str(d["n"]),
             f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}",
-            format_figure(auc.get("slice_auroc")),
-            format_figure(auc.get("stack_auroc")),
+            format_burden(result["burden"]),
+            format_figure(aucs.get("slice_auroc")) if aucs else "",
+            format_figure(aucs.get("stack_auroc")) if aucs else "",
         )
     return table

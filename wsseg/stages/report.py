@@ -20,7 +20,8 @@ from wsseg.config import Params  # noqa: E402
 from wsseg.data.cache import read_cache  # noqa: E402
 from wsseg.data.geometry import crop  # noqa: E402
 from wsseg.data.roi import roi_images  # noqa: E402
-from wsseg.stages.evaluate import format_figure  # noqa: E402
+from wsseg.reference import REFERENCES  # noqa: E402
+from wsseg.stages.evaluate import format_burden, format_figure  # noqa: E402
 from wsseg.workspace import Workspace  # noqa: E402
 
 FIBROSIS_COLOUR = ListedColormap(["orangered"])
@@ -135,18 +136,20 @@ def curves_figure(params: Params, ws: Workspace, path: Path) -> Path | None:
 def metrics_markdown(metrics: dict) -> str:
     """Tables 1 and 2 of the paper, filled with this run's figures."""
     lines = [
-        "| Tissue | Supervision | Dice (mean ± std) | cases | fibrosis-free cases flagged |",
-        "|---|---|---|---|---|",
+        "| Tissue | Supervision | Dice (mean ± std) | cases | fibrosis-free cases flagged | scar burden agreement |",
+        "|---|---|---|---|---|---|",
     ]
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        lines.append(f"| Myocardium | pixel | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | |")
-    for supervision, result in metrics["fibrosis"].items():
+        lines.append(f"| Myocardium | pixel | {format_figure(d['mean'])} ± {format_figure(d['std'])} | {d['n']} | | |")
+    rows = list(metrics["fibrosis"].items())
+    rows += [(f"*{REFERENCES[name]}*", result) for name, result in metrics.get("label_free", {}).items()]
+    for supervision, result in rows:
         d = result["dice"]
         flagged = f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}"
         lines.append(
             f"| Fibrosis | {supervision} | {format_figure(d['mean'])} ± {format_figure(d['std'])} "
-            f"| {d['n']} | {flagged} |"
+            f"| {d['n']} | {flagged} | {format_burden(result['burden'])} |"
         )
     lines += ["", "| Classifier | AUROC per slice | AUROC per stack | slices | stacks |", "|---|---|---|---|---|"]
     for level, result in metrics["classification"].items():
@@ -175,7 +178,10 @@ def report(params: Params, ws: Workspace) -> Path:
         "",
         f"Data: `{source}`; evaluated on the {', '.join(metrics['splits'])} split(s), "
         f"{metrics['n_cases']} labelled cases. "
-        "Fibrosis Dice is pooled per case over its slices and averaged over the cases with fibrosis.",
+        "Fibrosis Dice is pooled per case over its slices and averaged over the cases with fibrosis. "
+        "Scar burden agreement: each case's fibrosis share of the myocardium against the true share, as the mean "
+        "absolute difference in percentage points (pp) and the correlation r over all scored cases. Rows in italics "
+        "use no fibrosis label (label-free references).",
         "",
         metrics_markdown(metrics),
     ]
