@@ -133,3 +133,19 @@ def test_a_profile_that_changes_a_plugin_does_not_inherit_the_other_plugins_conf
     (tmp_path / "base.yaml").write_text("pseudo_label: {plugin: otsu-crf, config: {otsu: false}}\n")
     (tmp_path / "p.yaml").write_text("extends: base.yaml\npseudo_label: {plugin: cam-threshold}\n")
     assert load_params(tmp_path / "p.yaml").pseudo_label.config == {}
+
+
+def test_an_addition_counts_in_a_lineage_only_when_it_is_on(monkeypatch):
+    import dataclasses
+
+    from wsseg import pipeline
+
+    params = validate_params({})
+    before = lineage(params, "myocardium_model")
+    stage = pipeline.producer("myocardium_model")  # a release that adds the option flips to the stage:
+    added = dataclasses.replace(stage, params=(*stage.params, "myocardium.additions.flips"))
+    monkeypatch.setitem(pipeline._BY_ARTEFACT, "myocardium_model", added)
+    assert lineage(params, "myocardium_model") == before
+    flips = lineage(validate_params({"myocardium": {"additions": {"flips": True}}}), "myocardium_model")
+    cavity = lineage(validate_params({"myocardium": {"additions": {"cavity_class": True}}}), "myocardium_model")
+    assert len({before, flips, cavity}) == 3

@@ -345,7 +345,8 @@ def test_stack_training_on_slices_is_slice_training_on_the_stack_labels():
     np.testing.assert_allclose(out.stack_scores, [out.slice_scores[i].max() for i in data.stacks()], rtol=1e-6)
 
 
-def test_stack_level_fit_learns_with_weighted_bce():
+@pytest.mark.parametrize("stack_training", ["stack", "mil"])
+def test_stack_level_fit_learns_with_weighted_bce(stack_training):
     rng = np.random.default_rng(5)
     depth, n_stacks = 3, 18
     positive = np.arange(n_stacks) % 3 == 0  # 6 positive stacks of 18: pos_weight 2
@@ -353,11 +354,13 @@ def test_stack_level_fit_learns_with_weighted_bce():
     for s in np.flatnonzero(positive):  # scar on one to three slices of a positive stack
         blobs[s * depth + rng.choice(depth, size=rng.integers(1, depth + 1), replace=False)] = True
     train = stack_labels(blob_set(n_stacks * depth, size=32, seed=4, depth=depth, blobs=blobs))
-    gen = DRNAttentionCAM(tiny_config(epochs=20, lr=1e-3, stack_batch_size=2), seed=0)
+    gen = DRNAttentionCAM(tiny_config(epochs=20, lr=1e-3, stack_batch_size=2, stack_training=stack_training), seed=0)
     gen.fit(train, "stack")
     out = gen.generate(train)
     assert out.stack_scores.shape == (n_stacks,)
     assert auroc(out.stack_scores, positive) > 0.9
+    if stack_training == "mil":  # a stack is scored by its highest slice
+        np.testing.assert_allclose(out.stack_scores, [out.slice_scores[i].max() for i in train.stacks()], rtol=1e-6)
 
 
 # -------------------------------------------------------------------------------- config / helpers

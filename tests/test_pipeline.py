@@ -18,6 +18,7 @@ from wsseg.data.geometry import crop
 from wsseg.interfaces import CAMOutput
 from wsseg.pipeline import planned_steps
 from wsseg.registry import get_plugin
+from wsseg.stages.fibrosis import training_set
 from wsseg.stages.predict import Predictor
 from wsseg.workspace import Workspace
 from wsseg_test_plugin import CAMThresholdLabeler
@@ -35,12 +36,16 @@ def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert set(metrics["fibrosis"]) == {"pixel", "slice", "stack"}
     assert set(metrics["classification"]) == {"slice", "stack"}
+    assert set(metrics["label_free"]) == {"otsu", "otsu_gated"}
+    assert metrics["label_free"]["otsu"]["dice"]["n"] == metrics["fibrosis"]["pixel"]["dice"]["n"]
+    assert metrics["fibrosis"]["slice"]["burden"]["n"] == metrics["n_cases"]
     assert 0 <= metrics["myocardium"]["dice"]["mean"] <= 1
     per_case = json.loads((workdir / "metrics_per_case.json").read_text())
     assert len(per_case["myocardium"]) == metrics["n_cases"]
     assert len(per_case["fibrosis_slice"]) == metrics["n_cases"]
+    assert len(per_case["fibrosis_otsu_gated"]) == metrics["n_cases"]
     report = (workdir / "report" / "report.md").read_text()
-    assert "| Fibrosis | slice |" in report
+    assert "| Fibrosis | slice |" in report and "| Fibrosis | *label-free Otsu, gated* |" in report
     for figure in ("overlays.png", "cams.png", "curves.png"):
         assert (workdir / "report" / figure).stat().st_size > 10_000
     assert (workdir / "curves" / "cam-slice" / "plots" / "metrics" / "loss.tsv").exists()
@@ -262,6 +267,47 @@ def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_cl
     expected = np.stack([labeler.label(cam, roi.images[i], roi.myocardium[i], j % 2 == 1) for j, i in enumerate(rows)])
     assert expected[1::2].any()
     np.testing.assert_array_equal(predicted > 0.5, expected)
+
+
+def test_the_classifier_gate_keeps_fibrosis_on_the_slices_the_classifier_flags_only(pipeline_run):
+    _, workdir, _ = pipeline_run
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"classifier_gate": ["pixel"]}}
+    gated_params, ws = validate_params({**TINY_PARAMS, "segmentation": segmentation}), Workspace(workdir)
+    data = read_artefact(gated_params, ws, "dataset")
+    rows = np.flatnonzero(data["split"] == "val")
+    outputs = []
+    for params in (validate_params(TINY_PARAMS), gated_params):
+        predictor = Predictor(params, ws, "pixel")
+        classifier = predictor.classifier
+
+        class EveryOtherSliceFlagged:
+            def generate(self, data, classifier=classifier):
+                out = classifier.generate(data)
+                return CAMOutput(out.cams, np.arange(len(out.cams), dtype=np.float32) % 2, out.stack_scores)
+
+        predictor.classifier = EveryOtherSliceFlagged()
+        outputs.append(
+            predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+        )
+    free, gated = (output.fibrosis_roi for output in outputs)
+    flagged = np.arange(len(rows)) % 2 == 1
+    assert free[~flagged].any() and not gated[~flagged].any()
+    np.testing.assert_array_equal(gated[flagged], free[flagged])
+
+
+def test_mixed_supervision_trains_on_the_true_masks_where_they_are_drawn(pipeline_run):
+    _, workdir, _ = pipeline_run
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"mixed_supervision": ["slice"]}}
+    params, ws = validate_params({**TINY_PARAMS, "segmentation": segmentation}), Workspace(workdir)
+    roi = read_roi_data(params, ws)
+    index, masks = training_set(params, ws, roi, "slice")
+    pseudo = read_artefact(params, ws, "pseudo_labels", "slice")["masks"]
+    drawn = roi.dataset["has_mask"][index]
+    assert drawn.any() and (~drawn).any()
+    np.testing.assert_array_equal(masks[drawn], roi.fibrosis_masks(params.data.roi_size)[index[drawn]])
+    np.testing.assert_array_equal(masks[~drawn], pseudo[~drawn])
+    unmixed = training_set(validate_params(TINY_PARAMS), ws, roi, "slice")[1]
+    np.testing.assert_array_equal(unmixed, pseudo)
 
 
 def test_run_all_trains_no_slice_level_unet_when_the_labeler_predicts(tmp_path):

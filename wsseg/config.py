@@ -167,6 +167,15 @@ class SegmentationAdditions(Section):
         description="slice level: fibrosis is the pseudo-labeler's mask of the slice classifier's CAM on the slices "
         "it scores above 0.5, instead of the slice-level U-Net's prediction",
     )
+    mixed_supervision: list[Level] = Field(
+        default_factory=list,
+        description="weak levels whose U-Net learns from the true masks of the pixel-labelled train slices in place "
+        "of their pseudo-labels (and from the pseudo-labels of the others)",
+    )
+    classifier_gate: list[Supervision] = Field(
+        default_factory=list,
+        description="levels whose fibrosis is kept only on slices the slice classifier scores above 0.5",
+    )
 
 
 class SegmentationParams(PluginSection):
@@ -233,6 +242,8 @@ class Params(Section):
             raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
         if self.segmentation.additions.slice_level_labeler and "slice" not in self.cam.levels:
             raise ValueError("segmentation.additions.slice_level_labeler needs cam.levels to include 'slice'")
+        if self.segmentation.additions.classifier_gate and "slice" not in self.cam.levels:
+            raise ValueError("segmentation.additions.classifier_gate needs cam.levels to include 'slice'")
         return self
 
     def predicts_with_labeler(self, supervision: str) -> bool:

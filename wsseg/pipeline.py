@@ -13,7 +13,9 @@ An option added later is one params key in :mod:`wsseg.config` and one entry in 
 ``params`` here. A params key ending in ``[key]`` means that level's entry of the setting (a
 mapping's value, or whether a list holds the level), so it changes only that level's lineage;
 a key ending in ``.config`` of a plugin section means the plugin's validated config, defaults
-filled in, so a changed plugin default also makes its artefacts stale.
+filled in, so a changed plugin default also makes its artefacts stale. An ``additions`` key (an
+option beyond the paper, off by default) counts only when it is not at its default: adding an
+option keeps every artefact made without it.
 """
 
 from __future__ import annotations
@@ -267,6 +269,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.config",
             "segmentation.overrides[key]",
             "segmentation.additions.myocardium_channel[key]",
+            "segmentation.additions.mixed_supervision[key]",
         ),
         upstream=_fibrosis_labels,
         instances=_trained_supervisions,
@@ -285,6 +288,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.threshold",
             "segmentation.additions.restrict_to_myocardium",
             "segmentation.additions.flips",
+            "segmentation.additions.classifier_gate[key]",
         ),
         upstream=_predictor,
         instances=_supervisions,
@@ -363,11 +367,20 @@ def _value(params: Params, name: str, key: str | None) -> Any:
     return value
 
 
+_DEFAULTS = Params()
+
+
 def lineage(params: Params, artefact: str, key: str | None = None) -> str:
     """The hash of everything ``artefact`` (for level or supervision ``key``) depends on."""
     made_by = producer(artefact)
     upstream = [lineage(params, name, item) for name, item in made_by.upstream(params, key)]
-    return config_hash(artefact, key, upstream, [_value(params, name, key) for name in made_by.params])
+    own = [_value(params, name, key) for name in made_by.params if ".additions." not in name]
+    additions = {
+        name: value
+        for name in made_by.params
+        if ".additions." in name and (value := _value(params, name, key)) != _value(_DEFAULTS, name, key)
+    }
+    return config_hash(artefact, key, upstream, own, additions)
 
 
 def _dvc_entry(

@@ -4,6 +4,8 @@ Run after ``bash benchmarks/emidec/run.sh`` (from the repository root)::
 
     python benchmarks/emidec/ablations.py [NAME ...]
 
+``WSSEG_SEED=1`` runs them against the seed-1 benchmark (``WSSEG_SEED=1 bash benchmarks/emidec/run.sh``).
+
 Each variant is the benchmark's params.yaml with one override. It gets its own workspace under
 ``data/emidec/ablations/<name>/``; every artefact whose lineage (config hash) equals the benchmark
 run's is hard-linked from it instead of recomputed, so e.g. a pseudo-label switch retrains only the
@@ -21,13 +23,15 @@ from pathlib import Path
 from wsseg.artefacts import read_artefact
 from wsseg.config import merge, read_mapping, validate_params
 from wsseg.pipeline import artefact_path, lineage, planned_steps, run_stage
+from wsseg.reference import REFERENCES
 from wsseg.stages.evaluate import evaluate
 from wsseg.stages.report import cam_figure, example_slices
 from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
 PARAMS = Path("benchmarks/emidec/params.yaml")
-BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec"))
+SEED = int(os.environ.get("WSSEG_SEED", "0"))
+BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec" if SEED == 0 else f"data/emidec-seed{SEED}"))
 OWN_STAGES = (
     "train-heart",
     "train-myo",
@@ -59,10 +63,36 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"segmentation": {"additions": {"myocardium_channel": []}}},
     ),
     "option: stack classifier trained on its slices": ("stack", {"cam": {"config": {"stack_training": "slices"}}}),
+    "option: stack classifier, multiple-instance (a stack is its highest slice)": (
+        "stack",
+        {"cam": {"config": {"stack_training": "mil"}}},
+    ),
+    "option: stack classifier, 8 stacks a batch": ("stack", {"cam": {"config": {"stack_batch_size": 8}}}),
     "option: slice-level fibrosis from the pseudo-labeler": (
         "slice",
         {"segmentation": {"additions": {"slice_level_labeler": True}}},
     ),
+    "option: mixed supervision (true masks of the 12 pixel-labelled cases + pseudo-labels)": (
+        "slice",
+        {"segmentation": {"additions": {"mixed_supervision": ["slice"]}}},
+    ),
+    "option: mixed supervision, stack-level": (
+        "stack",
+        {"segmentation": {"additions": {"mixed_supervision": ["stack"]}}},
+    ),
+    "option: fibrosis only on slices the slice classifier flags": (
+        "slice",
+        {"segmentation": {"additions": {"classifier_gate": ["slice"]}}},
+    ),
+    "option: fibrosis only on slices the slice classifier flags, stack-level": (
+        "stack",
+        {"segmentation": {"additions": {"classifier_gate": ["stack"]}}},
+    ),
+    "option: fibrosis only on slices the slice classifier flags, pixel-level": (
+        "pixel",
+        {"segmentation": {"additions": {"classifier_gate": ["pixel"]}}},
+    ),
+    "option: 96 px regions of interest (CAM 24x24)": ("slice", {"data": {"roi_size": 96}}),
     "option: fibrosis restricted to the predicted myocardium": (
         "slice",
         {"segmentation": {"additions": {"restrict_to_myocardium": True}}},
@@ -103,7 +133,8 @@ def attention_figure(base_raw: dict) -> Path | None:
 
 
 def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, device: str) -> dict:
-    levels = ["stack"] if supervision == "stack" else ["slice"]
+    gated = "classifier_gate" in overrides.get("segmentation", {}).get("additions", {})
+    levels = (["slice", "stack"] if gated else ["stack"]) if supervision == "stack" else ["slice"]
     raw = merge(
         base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}})
     )
@@ -143,7 +174,7 @@ def main(names: list[str]) -> None:
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant {unknown[0]!r}; the variants are:\n  " + "\n  ".join(VARIANTS))
-    base_raw = read_mapping(PARAMS)
+    base_raw = merge(read_mapping(PARAMS), {"seed": SEED})
     device = str(resolve_device(base_raw.get("device", "auto")))
     results_path = BASE / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -178,6 +209,9 @@ def markdown_table(baseline: dict, results: dict) -> str:
                 None,
             )
         )
+    for name, reference in baseline.get("label_free", {}).items():
+        flagged = f"{reference['fibrosis_free_flagged']}/{reference['fibrosis_free_cases']}"
+        lines.append(_row(REFERENCES[name], "none", myo, reference["dice"], flagged, None, None))
     for row in results.values():
         auroc = (row["classification"] or {}).get("slice_auroc")
         myo_row = row.get("myocardium_dice", myo)

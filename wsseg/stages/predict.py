@@ -60,7 +60,8 @@ class Predictor:
     The slice-level score is the slice classifier's probability when ``cam.levels`` holds
     ``slice``, else the highest fibrosis probability in the slice. With
     ``segmentation.additions.slice_level_labeler``, slice-level fibrosis is the pseudo-labeler's mask
-    of the classifier's CAM on the slices it scores above 0.5, and empty on the others.
+    of the classifier's CAM on the slices it scores above 0.5, and empty on the others; with
+    ``segmentation.additions.classifier_gate``, a level's fibrosis is kept on those slices only.
     """
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
@@ -93,6 +94,9 @@ class Predictor:
             fibrosis = self._label(classified, image_roi, myo_roi)
         if params.segmentation.additions.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
+        if self.supervision in params.segmentation.additions.classifier_gate:
+            assert classified is not None, "the gate needs the slice classifier (params validation ensures it)"
+            fibrosis = np.where((classified.slice_scores > 0.5)[:, None, None], fibrosis, 0).astype(np.float32)
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
         myo_masks, fib_masks = [], []

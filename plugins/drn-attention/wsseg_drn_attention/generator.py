@@ -43,11 +43,11 @@ class DRNAttentionConfig(PluginConfig):
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     batch_size: int = Field(16, ge=1, le=4096, description="slices per step (slice level) and per inference chunk")
     stack_batch_size: int = Field(2, ge=1, le=1024, description="stacks per step (stack level)")
-    stack_training: Literal["stack", "slices"] = Field(
+    stack_training: Literal["stack", "slices", "mil"] = Field(
         "stack",
-        description="stack level: one logit per stack from the CAM pooled over the stack (the paper), or 'slices': "
-        "each "
-        "slice learns its stack's label and a stack scores its highest slice",
+        description="stack level: one logit per stack from the CAM pooled over the stack (the paper); 'slices': "
+        "each slice learns its stack's label; 'mil' (multiple instance): a stack's logit is its highest slice "
+        "logit. With 'slices' and 'mil' a stack scores its highest slice",
     )
     augment: bool = Field(True, description="random flips / 90-degree rotations of image + myocardium in training")
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
@@ -77,7 +77,8 @@ class DRNAttentionCAM(CAMGenerator):
     slices folded into the batch (= 3D with kxkx1 kernels), one logit per stack from the restricted
     CAM averaged over the whole stack, BCE weighted with ``pos_weight = negatives / positives`` of the
     training stacks. With ``stack_training: slices`` the stack level trains like the slice level on its
-    stack's label repeated on every slice, and a stack scores its highest slice. ``generate`` returns
+    stack's label repeated on every slice; with ``mil`` a stack's logit is its highest slice logit
+    (multiple-instance learning); with either, a stack scores its highest slice. ``generate`` returns
     the restricted CAM at 1/4 of the input resolution.
     """
 
@@ -178,7 +179,7 @@ class DRNAttentionCAM(CAMGenerator):
         self.model = self._build()
         self.level = level
 
-        if not self._pools_stacks(level):
+        if level == "slice" or cfg.stack_training == "slices":
             y = torch.from_numpy(labels)
 
             def batches(rng: np.random.Generator):
@@ -217,7 +218,12 @@ class DRNAttentionCAM(CAMGenerator):
                 xb = x[idx].to(device)
                 if codes is not None:
                     xb = random_dihedral(xb, codes)
-                logits = model.stack_logits(xb, groups.to(device), len(yb))
+                groups = groups.to(device)
+                if cfg.stack_training == "mil":  # a stack is as positive as its most positive slice
+                    slices = model.slice_logits(xb)
+                    logits = slices.new_full((len(yb),), -torch.inf).scatter_reduce(0, groups, slices, "amax")
+                else:
+                    logits = model.stack_logits(xb, groups, len(yb))
                 return F.binary_cross_entropy_with_logits(logits, yb.to(device), pos_weight=pos_weight)
 
         validate = None
