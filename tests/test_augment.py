@@ -3,6 +3,7 @@ import torch
 
 from wsseg.augment import (
     dihedral,
+    explain,
     flip_averaged,
     paint_scar,
     random_affine,
@@ -12,6 +13,7 @@ from wsseg.augment import (
     random_intensity,
     renormalise,
 )
+from wsseg.interfaces import CAMOutput, WeakSet
 
 
 def test_the_eight_codes_are_distinct_and_channels_move_together():
@@ -105,3 +107,46 @@ def test_renormalise_maps_each_samples_image_percentiles_to_0_1_and_leaves_the_t
     assert out[0, 0].min() == 0 and out[0, 0].max() == 1
     assert abs(float(out[0, 0].median()) - 0.5) < 0.02  # a linear map: the middle stays in the middle
     assert torch.equal(out[:, 1], x[:, 1]) and torch.equal(out[1, 0], torch.zeros(20, 20))
+
+
+class BlockMeanCAM:
+    """A flip-equivariant stand-in CAM generator: 4x4 block means of the image; scores the image mean."""
+
+    def generate(self, data):
+        n, h, w = data.images.shape
+        cams = data.images.reshape(n, h // 4, 4, w // 4, 4).mean(axis=(2, 4))
+        scores = data.images.mean(axis=(1, 2))
+        return CAMOutput(cams, scores, np.array([scores.max()]))
+
+
+class LeftHalfCAM(BlockMeanCAM):
+    """Not equivariant: only the left half of the CAM responds, and the score is the left half's mean."""
+
+    def generate(self, data):
+        out = super().generate(data)
+        cams = out.cams.copy()
+        cams[..., cams.shape[-1] // 2 :] = 0
+        scores = data.images[..., : data.images.shape[-1] // 2].mean(axis=(1, 2))
+        return CAMOutput(cams, scores, np.array([scores.max()]))
+
+
+def weak_slices() -> WeakSet:
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 16, 16)).astype(np.float32)
+    return WeakSet(images, (images > 0.5).astype(np.float32), np.zeros(3, np.int64))
+
+
+def test_explain_without_flips_is_the_generators_output():
+    data = weak_slices()
+    out, plain = explain(LeftHalfCAM(), data, flips=False), LeftHalfCAM().generate(data)
+    np.testing.assert_array_equal(out.cams, plain.cams)
+    np.testing.assert_array_equal(out.slice_scores, plain.slice_scores)
+
+
+def test_explain_with_flips_maps_each_cam_back_before_averaging():
+    data = weak_slices()
+    equivariant = explain(BlockMeanCAM(), data, flips=True)  # each flipped CAM, flipped back, is the CAM
+    np.testing.assert_allclose(equivariant.cams, BlockMeanCAM().generate(data).cams, rtol=1e-6)
+    averaged = explain(LeftHalfCAM(), data, flips=True)  # two of the four flips put each half on the left
+    np.testing.assert_allclose(averaged.cams, BlockMeanCAM().generate(data).cams / 2, rtol=1e-6)
+    np.testing.assert_allclose(averaged.slice_scores, data.images.mean(axis=(1, 2)), rtol=1e-5)

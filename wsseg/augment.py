@@ -2,12 +2,12 @@
 
 Two geometric families: the 8 flips/rotations of the square (exact, no resampling), and random
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
-:func:`flip_averaged` averages a prediction over the image's flips. All channels of a sample
-(image, myocardium, target...) get the same transform, so stack inputs and targets along ``C``
-first. Intensity transforms change the image channel only: :func:`random_gamma` (contrast),
-:func:`random_intensity` (bias field, coarser acquisition, blur, noise) and :func:`paint_scar`
-(scar-like enhancement inside the target myocardium). Randomness comes from a NumPy generator, so
-a seed reproduces an epoch exactly.
+:func:`flip_averaged` averages a prediction over the image's flips, and :func:`explain` a CAM
+generator's output. All channels of a sample (image, myocardium, target...) get the same
+transform, so stack inputs and targets along ``C`` first. Intensity transforms change the image
+channel only: :func:`random_gamma` (contrast), :func:`random_intensity` (bias field, coarser
+acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside the target
+myocardium). Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from wsseg.interfaces import Segmenter
+from wsseg.interfaces import CAMGenerator, CAMOutput, Segmenter, WeakSet
 
 __all__ = [
     "FLIPS",
     "dihedral",
+    "explain",
     "flip_averaged",
     "paint_scar",
     "random_affine",
@@ -225,3 +226,19 @@ def flip_averaged(predict: Callable[[np.ndarray], np.ndarray], inputs: np.ndarra
 def segment(segmenter: Segmenter, inputs: np.ndarray, flips: bool) -> np.ndarray:
     """``segmenter.predict(inputs)``, averaged over the test-time flips when ``flips``."""
     return flip_averaged(segmenter.predict, inputs) if flips else segmenter.predict(inputs)
+
+
+def explain(generator: CAMGenerator, data: WeakSet, flips: bool) -> CAMOutput:
+    """``generator.generate(data)``; with ``flips``, the CAMs (flipped back) and scores averaged over the
+    slices and their three flips (the same flip for image and myocardium)."""
+    if not flips:
+        return generator.generate(data)
+    outputs = []
+    for code in FLIPS:
+        images, myocardium = (dihedral(torch.tensor(x), code).numpy() for x in (data.images, data.myocardium))
+        output = generator.generate(WeakSet(images, myocardium, data.stack_ids))
+        outputs.append(
+            CAMOutput(dihedral(torch.tensor(output.cams), code).numpy(), output.slice_scores, output.stack_scores)
+        )
+    fields = ("cams", "slice_scores", "stack_scores")
+    return CAMOutput(*(np.mean([getattr(o, f) for o in outputs], axis=0).astype(np.float32) for f in fields))

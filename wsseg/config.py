@@ -144,9 +144,18 @@ class MyocardiumParams(PluginSection):
     additions: MyocardiumAdditions = MyocardiumAdditions()
 
 
+class CAMAdditions(Section):
+    """CAM options beyond the paper (off by default)."""
+
+    flips: bool = Field(
+        False, description="test-time flips: average the CAMs (flipped back) and scores over each crop and its flips"
+    )
+
+
 class CAMParams(PluginSection):
     plugin: str = "drn-attention"
     levels: list[Level] = ["slice", "stack"]
+    additions: CAMAdditions = CAMAdditions()
 
 
 class PseudoLabelParams(PluginSection):

@@ -93,6 +93,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"segmentation": {"additions": {"classifier_gate": ["pixel"]}}},
     ),
     "option: 96 px regions of interest (CAM 24x24)": ("slice", {"data": {"roi_size": 96}}),
+    "option: CAM test-time flips": ("slice", {"cam": {"additions": {"flips": True}}}),
+    "option: CAM test-time flips, stack-level": ("stack", {"cam": {"additions": {"flips": True}}}),
     "option: fibrosis restricted to the predicted myocardium": (
         "slice",
         {"segmentation": {"additions": {"restrict_to_myocardium": True}}},

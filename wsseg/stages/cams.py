@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from wsseg.artefacts import load_model, read_roi_data, train_model, write_artefact
+from wsseg.augment import explain
 from wsseg.config import Params
 from wsseg.data.roi import RoiData
 from wsseg.errors import DataError
@@ -57,7 +58,7 @@ def predict_cams(params: Params, ws: Workspace, level: Level, device: str) -> Pa
     model = load_model(params, ws, "cam_model", level, device)
 
     def generate_case(rows: np.ndarray) -> dict:
-        output = model.generate(weak_set(roi, rows))
+        output = explain(model, weak_set(roi, rows), params.cam.additions.flips)
         stack_score = np.full(len(rows), output.stack_scores[0], np.float32)
         return {
             "cams": output.cams.astype(np.float32),

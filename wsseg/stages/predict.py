@@ -21,7 +21,7 @@ from PIL import Image
 from wsseg import distributed
 from wsseg.artefacts import build_plugin, load_model, read_artefact, write_artefact
 from wsseg.atomic import staged_folder
-from wsseg.augment import segment
+from wsseg.augment import explain, segment
 from wsseg.burden import BURDEN_COLUMNS, scar_burden
 from wsseg.config import Params, Supervision
 from wsseg.data.dicom import DicomSeries, list_series, nifti_reference, read_series, write_segmentation
@@ -82,7 +82,7 @@ class Predictor:
         classified = None
         if self.classifier is not None:
             stacks = np.unique(case_ids, return_inverse=True)[1]
-            classified = self.classifier.generate(WeakSet(image_roi, myo_roi, stacks))
+            classified = explain(self.classifier, WeakSet(image_roi, myo_roi, stacks), params.cam.additions.flips)
         if self.fibrosis is not None:
             fibrosis = segment(
                 self.fibrosis,
