@@ -137,8 +137,9 @@ def _json_safe(value):
 @distributed.on_main
 def evaluate(params: Params, ws: Workspace) -> Path:
     """Myocardium Dice, fibrosis Dice per supervision (cases with fibrosis), fibrosis on fibrosis-free
-    cases, and slice/stack AUROC, over the ``evaluate.splits`` cases that have labels; beside the
-    levels, the same fibrosis figures for the label-free references (:mod:`wsseg.reference`).
+    cases, scar burden agreement, and slice/stack AUROC, over the ``evaluate.splits`` cases that have
+    labels; beside the levels, the same fibrosis figures for the label-free references
+    (:mod:`wsseg.reference`).
 
     The summary goes to ``metrics.json`` (a DVC metric), each case's Dice to ``metrics_per_case.json``.
     """
@@ -168,9 +169,9 @@ def format_figure(value: float | None) -> str:
 
 
 def format_burden(burden: dict) -> str:
-    """The burden agreement as ``|Δ| 3.2 pp, r 0.81``."""
+    """The burden agreement as ``3.2 pp, 0.81`` (mean absolute difference, correlation)."""
     r = "n/a" if burden["pearson_r"] is None else f"{burden['pearson_r']:.2f}"
-    return f"|Δ| {burden['mean_abs_diff_pp']:.1f} pp, r {r}"
+    return f"{burden['mean_abs_diff_pp']:.1f} pp, {r}"
 
 
 def metrics_table(metrics: dict) -> Table:
@@ -179,15 +180,18 @@ def metrics_table(metrics: dict) -> Table:
         box=box.SIMPLE_HEAD,
         title=f"wsseg evaluation on {', '.join(metrics['splits'])} ({metrics['n_cases']} labelled cases)",
     )
-    for column in ("segmentation", "Dice ± std", "cases", "flagged", "burden", "AUC slice", "AUC stack"):
-        table.add_column(column)
+    table.add_column("tissue", min_width=10)
+    for column in ("Dice ± std", "cases", "flagged", "burden", "AUC slice/stack"):
+        table.add_column(column, no_wrap=True)  # figures stay whole; the names wrap in a narrow terminal
     table.caption = (
-        "flagged: fibrosis-free cases with fibrosis predicted; burden: fibrosis % of the myocardium per case "
-        "against the truth, mean absolute difference (percentage points) and correlation r; AUC: AUROC"
+        "flagged: fibrosis-free cases with fibrosis predicted. burden: each case's fibrosis share of the "
+        "myocardium against the true one, mean absolute difference and correlation. AUC: AUROC."
     )
     if metrics["myocardium"]:
         d = metrics["myocardium"]["dice"]
-        table.add_row("myocardium", f"{format_figure(d['mean'])}±{format_figure(d['std'])}", str(d["n"]))
+        table.add_row(
+            "myocardium", f"{format_figure(d['mean'])}±{format_figure(d['std'])}", str(d["n"]), end_section=True
+        )
     auc = metrics["classification"]
     rows = [(f"fibrosis ({s})", result, auc.get(s, {})) for s, result in metrics["fibrosis"].items()]
     rows += [(f"[italic]{REFERENCES[n]}[/italic]", result, {}) for n, result in metrics.get("label_free", {}).items()]
@@ -199,7 +203,6 @@ def metrics_table(metrics: dict) -> Table:
             str(d["n"]),
             f"{result['fibrosis_free_flagged']}/{result['fibrosis_free_cases']}",
             format_burden(result["burden"]),
-            format_figure(aucs.get("slice_auroc")) if aucs else "",
-            format_figure(aucs.get("stack_auroc")) if aucs else "",
+            f"{format_figure(aucs.get('slice_auroc'))}/{format_figure(aucs.get('stack_auroc'))}" if aucs else "",
         )
     return table
