@@ -76,9 +76,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "slice",
         {"segmentation": {"additions": {"mixed_supervision": ["slice"]}}},
     ),
-    "option: mixed supervision, stack-level": (
+    "stack-level U-Net on pseudo-labels only, without the 12 true masks (the paper)": (
         "stack",
-        {"segmentation": {"additions": {"mixed_supervision": ["stack"]}}},
+        {"segmentation": {"additions": {"mixed_supervision": []}}},
     ),
     "option: fibrosis only on slices the slice classifier flags": (
         "slice",

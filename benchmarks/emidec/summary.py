@@ -62,6 +62,8 @@ def ablations(runs: list[dict], tables: list[dict]) -> str:
     names = [name for name in tables[0] if all(name in table for table in tables)]
     header = "| variant | level | " + " | ".join(f"seed {i}" for i in range(len(runs))) + " | mean change |"
     lines = [header, "|---" * (len(runs) + 3) + "|"]
+    for level in dict.fromkeys(tables[0][name]["supervision"] for name in names):
+        lines.append(f"| **benchmark** | {level} | " + " | ".join(_dice(m["fibrosis"][level]) for m in runs) + " | |")
     for name in names:
         level = tables[0][name]["supervision"]
         cells, changes = [], []
