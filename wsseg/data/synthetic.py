@@ -10,7 +10,6 @@ bias field, blur and Rician noise make it look acquired. Label coding is EMIDEC'
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import uuid
@@ -22,6 +21,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from wsseg.config import SyntheticConfig
+from wsseg.data.tables import write_csv
 from wsseg.progress import track
 
 BACKGROUND, CAVITY, MYOCARDIUM, INFARCT, NO_REFLOW = 0, 1, 2, 3, 4
@@ -374,15 +374,8 @@ def _write_cases(root: Path, config: SyntheticConfig) -> None:
         ["myocardium_labels"] if extra else []
     )
     slice_columns = ["case_id", "slice_index", "image", "label", "slice_fibrosis"] + (["myocardium"] if extra else [])
-    _write_csv(root / "cases.csv", case_columns, cases)
-    _write_csv(root / "slices.csv", slice_columns, slices)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    write_csv(root / "cases.csv", case_columns, cases)
+    write_csv(root / "slices.csv", slice_columns, slices)
 
 
 def write_phantom_set(out_dir: Path, config: SyntheticConfig | None = None) -> Path:

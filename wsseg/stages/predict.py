@@ -11,7 +11,6 @@ input also gives its cases' scar burden (:mod:`wsseg.burden`) in ``cases.csv``.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from wsseg.data.dicom import DicomSeries, list_series, nifti_reference, read_ser
 from wsseg.data.geometry import boxes_to_original, crop, paste
 from wsseg.data.readers import SliceRecord, list_slice_images, list_volumes, load_image, read_folder
 from wsseg.data.roi import case_boxes, roi_images
+from wsseg.data.tables import write_csv
 from wsseg.data.trust import safe_name
 from wsseg.data.volumes import in_plane_spacing, read_volume, volume_case
 from wsseg.errors import ConfigError, DataError, excerpt
@@ -321,9 +321,9 @@ def _write_outputs(outputs: list[FolderOutput], out_dir: Path, description: str)
                 case = output.reference.case_id
                 myocardium, fibrosis = (output.masks[f"{case}_{kind}.nii.gz"] for kind in ("myocardium", "fibrosis"))
                 write_segmentation(output.reference, myocardium, fibrosis, staging / f"{case}_seg.dcm", description)
-        _write_csv(staging / "predictions.csv", CSV_COLUMNS, [row for output in outputs for row in output.rows])
+        write_csv(staging / "predictions.csv", CSV_COLUMNS, [row for output in outputs for row in output.rows])
         cases = [output.case_row for output in outputs if output.case_row is not None]
-        _write_csv(staging / "cases.csv", BURDEN_COLUMNS, cases)
+        write_csv(staging / "cases.csv", BURDEN_COLUMNS, cases)
     return out_dir
 
 
@@ -334,13 +334,6 @@ def _reference_image(reference: Path | DicomSeries | None):
     if isinstance(reference, DicomSeries):
         return nifti_reference(reference)
     return sitk.ReadImage(str(reference)) if reference is not None else None
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _csv_row(image: str, case: str, index: int, result: Prediction, i: int) -> list:
