@@ -1,5 +1,5 @@
 """``python -m wsseg``: the ``wsseg`` command (torchrun starts it this way)."""
 
-from wsseg.cli import app
+from wsseg.cli import main
 
-app(prog_name="wsseg")
+main()

@@ -495,3 +495,13 @@ def plugins_disable(
 def plugins_enable(entry: Annotated[str, typer.Argument(help="An entry given to `wsseg plugins disable`.")]) -> None:
     """Enable a plugin disabled with `wsseg plugins disable`."""
     _done(f"'{entry}' enabled (in {enable(entry)})")
+
+
+def main() -> None:
+    """The ``wsseg`` command (console script and ``python -m wsseg``); under torchrun it ends with
+    :func:`wsseg.distributed.leave`."""
+    try:
+        app(prog_name="wsseg")
+    except SystemExit as stop:
+        distributed.leave(stop.code if isinstance(stop.code, int) else int(stop.code is not None))
+        raise

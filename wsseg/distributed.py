@@ -10,7 +10,6 @@ single-process identity.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
 import subprocess
@@ -29,6 +28,7 @@ __all__ = [
     "gather_rows",
     "is_main",
     "launched",
+    "leave",
     "local_share",
     "on_main",
     "parallel",
@@ -60,16 +60,25 @@ def setup(device: str) -> str:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        atexit.register(_leave)
     return device
 
 
-def _leave() -> None:
-    """Leave the process group while the interpreter is still whole: left to the destructors at
-    shutdown, gloo's worker threads can abort the process (SIGABRT, "terminate called without an
-    active exception") after the command has done its work."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(code: int) -> None:
+    """End a process that joined the group with exit ``code``: on success the processes meet, leave the
+    group and exit at once; a process that did not join just returns.
+
+    The hard exit skips the interpreter's teardown, where gloo's worker threads, destroyed in no set
+    order, can abort a finished command ("terminate called without an active exception", SIGABRT).
+    A failing process leaves without the meeting, which its peers may never reach.
+    """
+    if not dist.is_initialized():
+        return
+    if code == 0:
+        dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def active() -> bool:
