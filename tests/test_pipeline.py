@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -269,30 +270,32 @@ def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_cl
     np.testing.assert_array_equal(predicted > 0.5, expected)
 
 
-def test_the_classifier_gate_keeps_fibrosis_on_the_slices_the_classifier_flags_only(pipeline_run):
+@pytest.mark.parametrize("gate", ["classifier_gate", "case_gate"])
+def test_the_classifier_gates_keep_fibrosis_where_the_classifier_flags_only(pipeline_run, gate):
     _, workdir, _ = pipeline_run
-    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"classifier_gate": ["pixel"]}}
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": {gate: ["pixel"]}}
     gated_params, ws = validate_params({**TINY_PARAMS, "segmentation": segmentation}), Workspace(workdir)
     data = read_artefact(gated_params, ws, "dataset")
     rows = np.flatnonzero(data["split"] == "val")
+    cases = data["case_id"][rows]
+    flagged = np.arange(len(rows)) % 2 == 1  # slice gate: every other slice; case gate: one slice of the first case
+    scores = flagged if gate == "classifier_gate" else np.arange(len(rows)) == 1
+    kept = flagged if gate == "classifier_gate" else cases == cases[1]
     outputs = []
     for params in (validate_params(TINY_PARAMS), gated_params):
         predictor = Predictor(params, ws, "pixel")
         classifier = predictor.classifier
 
-        class EveryOtherSliceFlagged:
+        class Flagging:
             def generate(self, data, classifier=classifier):
                 out = classifier.generate(data)
-                return CAMOutput(out.cams, np.arange(len(out.cams), dtype=np.float32) % 2, out.stack_scores)
+                return CAMOutput(out.cams, scores.astype(np.float32), out.stack_scores)
 
-        predictor.classifier = EveryOtherSliceFlagged()
-        outputs.append(
-            predictor(data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
-        )
+        predictor.classifier = Flagging()
+        outputs.append(predictor(data["images"][rows], cases, data["original_shape"][rows], data["view"][rows]))
     free, gated = (output.fibrosis_roi for output in outputs)
-    flagged = np.arange(len(rows)) % 2 == 1
-    assert free[~flagged].any() and not gated[~flagged].any()
-    np.testing.assert_array_equal(gated[flagged], free[flagged])
+    assert 0 < kept.sum() < len(rows) and free[~kept].any() and not gated[~kept].any()
+    np.testing.assert_array_equal(gated[kept], free[kept])
 
 
 def test_mixed_supervision_trains_on_the_true_masks_where_they_are_drawn(pipeline_run):

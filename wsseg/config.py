@@ -185,6 +185,14 @@ class SegmentationAdditions(Section):
         default_factory=list,
         description="levels whose fibrosis is kept only on slices the slice classifier scores above 0.5",
     )
+    case_gate: list[Supervision] = Field(
+        default_factory=list,
+        description="levels whose fibrosis is kept only in cases where the slice classifier scores some slice "
+        "above 0.5 (a case-level decision)",
+    )
+    min_lesion_pixels: int = Field(
+        0, ge=0, le=10_000, description="predicted lesions smaller than this, in pixels of the ROI grid, are dropped"
+    )
 
 
 class SegmentationParams(PluginSection):
@@ -251,8 +259,9 @@ class Params(Section):
             raise ValueError(f"segmentation.supervisions: '{missing[0]}' needs cam.levels to include it")
         if self.segmentation.additions.slice_level_labeler and "slice" not in self.cam.levels:
             raise ValueError("segmentation.additions.slice_level_labeler needs cam.levels to include 'slice'")
-        if self.segmentation.additions.classifier_gate and "slice" not in self.cam.levels:
-            raise ValueError("segmentation.additions.classifier_gate needs cam.levels to include 'slice'")
+        for gate in ("classifier_gate", "case_gate"):
+            if getattr(self.segmentation.additions, gate) and "slice" not in self.cam.levels:
+                raise ValueError(f"segmentation.additions.{gate} needs cam.levels to include 'slice'")
         return self
 
     def predicts_with_labeler(self, supervision: str) -> bool:

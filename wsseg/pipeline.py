@@ -290,6 +290,8 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.additions.restrict_to_myocardium",
             "segmentation.additions.flips",
             "segmentation.additions.classifier_gate[key]",
+            "segmentation.additions.case_gate[key]",
+            "segmentation.additions.min_lesion_pixels",
             "cam.additions.flips",
         ),
         upstream=_predictor,

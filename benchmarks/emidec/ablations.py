@@ -92,7 +92,31 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "pixel",
         {"segmentation": {"additions": {"classifier_gate": ["pixel"]}}},
     ),
-    "option: 96 px regions of interest (CAM 24x24)": ("slice", {"data": {"roi_size": 96}}),
+    "option: fibrosis only in cases the slice classifier flags": (
+        "slice",
+        {"segmentation": {"additions": {"case_gate": ["slice"]}}},
+    ),
+    "option: fibrosis only in cases the slice classifier flags, stack-level": (
+        "stack",
+        {"segmentation": {"additions": {"case_gate": ["stack"]}}},
+    ),
+    "option: fibrosis only in cases the slice classifier flags, pixel-level": (
+        "pixel",
+        {"segmentation": {"additions": {"case_gate": ["pixel"]}}},
+    ),
+    "option: lesions under 10 ROI pixels dropped": (
+        "slice",
+        {"segmentation": {"additions": {"min_lesion_pixels": 10}}},
+    ),
+    "option: lesions under 10 ROI pixels dropped, stack-level": (
+        "stack",
+        {"segmentation": {"additions": {"min_lesion_pixels": 10}}},
+    ),
+    "option: lesions under 10 ROI pixels dropped, pixel-level": (
+        "pixel",
+        {"segmentation": {"additions": {"min_lesion_pixels": 10}}},
+    ),
+    "64 px regions of interest (CAM 16x16), the earlier profile": ("slice", {"data": {"roi_size": 64}}),
     "option: CAM test-time flips": ("slice", {"cam": {"additions": {"flips": True}}}),
     "option: CAM test-time flips, stack-level": ("stack", {"cam": {"additions": {"flips": True}}}),
     "option: fibrosis restricted to the predicted myocardium": (
@@ -135,7 +159,7 @@ def attention_figure(base_raw: dict) -> Path | None:
 
 
 def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, device: str) -> dict:
-    gated = "classifier_gate" in overrides.get("segmentation", {}).get("additions", {})
+    gated = {"classifier_gate", "case_gate"} & set(overrides.get("segmentation", {}).get("additions", {}))
     levels = (["slice", "stack"] if gated else ["stack"]) if supervision == "stack" else ["slice"]
     raw = merge(
         base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}})

@@ -32,6 +32,7 @@ from wsseg.data.trust import safe_name
 from wsseg.data.volumes import in_plane_spacing, read_volume, volume_case
 from wsseg.errors import ConfigError, DataError, excerpt
 from wsseg.interfaces import CAMOutput, WeakSet
+from wsseg.postprocess import drop_small_lesions, gate
 from wsseg.progress import track
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs
@@ -61,7 +62,8 @@ class Predictor:
     ``slice``, else the highest fibrosis probability in the slice. With
     ``segmentation.additions.slice_level_labeler``, slice-level fibrosis is the pseudo-labeler's mask
     of the classifier's CAM on the slices it scores above 0.5, and empty on the others; with
-    ``segmentation.additions.classifier_gate``, a level's fibrosis is kept on those slices only.
+    ``segmentation.additions.classifier_gate`` (``case_gate``), a level's fibrosis is kept on those
+    slices (in the cases with such a slice) only; ``min_lesion_pixels`` drops smaller lesions.
     """
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
@@ -94,9 +96,12 @@ class Predictor:
             fibrosis = self._label(classified, image_roi, myo_roi)
         if params.segmentation.additions.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
-        if self.supervision in params.segmentation.additions.classifier_gate:
-            assert classified is not None, "the gate needs the slice classifier (params validation ensures it)"
-            fibrosis = np.where((classified.slice_scores > 0.5)[:, None, None], fibrosis, 0).astype(np.float32)
+        additions = params.segmentation.additions
+        for gated, cases in ((additions.classifier_gate, None), (additions.case_gate, case_ids)):
+            if self.supervision in gated:
+                assert classified is not None, "a gate needs the slice classifier (params validation ensures it)"
+                fibrosis = gate(fibrosis, classified.slice_scores, cases)
+        fibrosis = drop_small_lesions(fibrosis, params.segmentation.threshold, additions.min_lesion_pixels)
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
         myo_masks, fib_masks = [], []
