@@ -89,11 +89,17 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
     assert calls == ([((2, 3, 16, 16), gamma)] * 4 if gamma else [])
 
 
-def test_mixed_precision_learns_the_same_square_and_returns_float32():
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_precision_runs_in_bfloat16_only_where_the_device_has_it(monkeypatch, native):
+    import wsseg_unet.segmenter as module
+
+    monkeypatch.setattr(module, "native_bfloat16", lambda device: native)
     images, targets = bright_squares()
     config = {"epochs": 15, "base_channels": 4, "depth": 2, "lr": 1e-2, "mixed_precision": True}
     segmenter = UNetSegmenter(config, seed=0)
     segmenter.fit(images, targets)
+    weight = next(p for p in segmenter.network.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last) == native
     probabilities = segmenter.predict(images)
     assert probabilities.dtype == np.float32
     predicted = probabilities > 0.5

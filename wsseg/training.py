@@ -19,7 +19,7 @@ from wsseg.errors import ConfigError, excerpt
 from wsseg.hashing import config_hash
 from wsseg.progress import progress_bar
 
-__all__ = ["Monitor", "minibatches", "resolve_device", "seed_everything", "train_loop"]
+__all__ = ["Monitor", "minibatches", "native_bfloat16", "resolve_device", "seed_everything", "train_loop"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -31,6 +31,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(device)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX
+    or AVX512-BF16. Elsewhere (e.g. an AVX2-only CPU) bfloat16 is emulated and far slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up with a fallback
+    return device.type == "cpu" and any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
 def seed_everything(seed: int) -> None:

@@ -18,7 +18,7 @@ from wsseg.augment import (
 )
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
-from wsseg.training import Monitor, minibatches, train_loop
+from wsseg.training import Monitor, minibatches, native_bfloat16, train_loop
 from wsseg_unet.loss import dice_loss
 from wsseg_unet.model import UNet
 
@@ -58,7 +58,9 @@ class UNetConfig(PluginConfig):
     )
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
     mixed_precision: bool = Field(
-        False, description="compute convolutions in bfloat16, channels last (faster on CPUs with AMX and on GPUs)"
+        False,
+        description="compute convolutions in bfloat16, channels last, where the device does so natively (GPUs, "
+        "CPUs with AMX or AVX512-BF16); float32 elsewhere, where bfloat16 would be slower",
     )
     select_best: bool = Field(
         False, description="end with the weights of the epoch with the best val Dice (when val data is given)"
@@ -109,13 +111,17 @@ class UNetSegmenter(Segmenter):
         cfg = self.config
         out_channels = 1 if classes == 2 else classes
         network = UNet(in_channels, cfg.base_channels, cfg.depth, out_channels).to(self.device)
-        self.network = network.to(memory_format=torch.channels_last) if cfg.mixed_precision else network
+        self.network = network.to(memory_format=torch.channels_last) if self._bfloat16 else network
         return self.network
+
+    @property
+    def _bfloat16(self) -> bool:
+        return self.config.mixed_precision and native_bfloat16(self.device)
 
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` in float32 (``K`` 1: sigmoid; more: softmax over the classes);
-        convolutions in bfloat16 with ``mixed_precision``."""
-        if not self.config.mixed_precision:
+        convolutions in bfloat16 with ``mixed_precision`` on a device that has it natively."""
+        if not self._bfloat16:
             return model(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             return model(x.contiguous(memory_format=torch.channels_last)).float()
