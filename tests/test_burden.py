@@ -73,7 +73,7 @@ def read_cases(path):
 
 
 def test_predict_writes_the_burden_of_volumes_and_of_png_slices(monkeypatch, tmp_path):
-    monkeypatch.setattr("wsseg.stages.predict.Predictor", ThresholdPredictor)
+    monkeypatch.setattr("wsseg.stages.predict_folder.Predictor", ThresholdPredictor)
     monkeypatch.chdir(tmp_path)  # default params (no params.yaml), no models needed
     images = phantom_stack(4, 5)
     volume = sitk.GetImageFromArray(images.astype(np.int16))

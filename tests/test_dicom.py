@@ -296,7 +296,7 @@ def predict(inputs: Path, out: Path, *options: str):
 
 
 def test_predict_on_a_dicom_folder_writes_seg_nifti_and_burden(monkeypatch, tmp_path):
-    monkeypatch.setattr("wsseg.stages.predict.Predictor", ThresholdPredictor)
+    monkeypatch.setattr("wsseg.stages.predict_folder.Predictor", ThresholdPredictor)
     monkeypatch.setattr(ThresholdPredictor, "spacings", [])
     monkeypatch.chdir(tmp_path)  # default params (no params.yaml), no models needed
     rng = np.random.default_rng(7)
@@ -360,7 +360,7 @@ def test_predict_on_a_dicom_folder_writes_seg_nifti_and_burden(monkeypatch, tmp_
 
 
 def test_a_dicom_series_that_cannot_be_decoded_leaves_no_output(monkeypatch, tmp_path):
-    monkeypatch.setattr("wsseg.stages.predict.Predictor", ThresholdPredictor)
+    monkeypatch.setattr("wsseg.stages.predict_folder.Predictor", ThresholdPredictor)
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(10)
     write_series(tmp_path / "in" / "a", phantom_stack(1, 3), rng)
@@ -467,7 +467,7 @@ def test_a_dicom_dataset_refuses_labels_off_the_grid_and_ambiguous_series(dicom_
 
 def test_predict_split_of_a_dicom_dataset_names_slices_by_series(dicom_set, monkeypatch, tmp_path):
     _, dicom = dicom_set
-    monkeypatch.setattr("wsseg.stages.predict.Predictor", ThresholdPredictor)
+    monkeypatch.setattr("wsseg.stages.predict_folder.Predictor", ThresholdPredictor)
     monkeypatch.chdir(tmp_path)
     result = predict(dicom, tmp_path / "out", "--split", "test")
     assert result.exit_code == 0, result.output

@@ -296,7 +296,7 @@ def predict(
     if input_dir is None:
         _run("predict", params, workdir, device, supervision)
         return
-    from wsseg.stages.predict import predict_folder
+    from wsseg.stages.predict_folder import predict_folder
 
     chosen = cast(Supervision, _choice(supervision, KEYS["supervision"], "--supervision"))
     if out is None:
