@@ -77,9 +77,9 @@ class Predictor:
         else:
             assert classified is not None, "the labeler needs the slice classifier (params validation ensures it)"
             fibrosis = self._label(classified, image_roi, myo_roi)
-        if params.segmentation.additions.restrict_to_myocardium:
-            fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         additions = params.segmentation.additions
+        if additions.restrict_to_myocardium:
+            fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         for gated, cases in ((additions.classifier_gate, None), (additions.case_gate, case_ids)):
             if self.supervision in gated:
                 assert classified is not None, "a gate needs the slice classifier (params validation ensures it)"

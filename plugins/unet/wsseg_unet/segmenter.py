@@ -105,18 +105,16 @@ class UNetSegmenter(Segmenter):
     config: UNetConfig
 
     network: UNet | None = None
+    _bfloat16 = False
 
     def _build(self, in_channels: int, classes: int = 2) -> UNet:
         torch.manual_seed(self.seed)
         cfg = self.config
         out_channels = 1 if classes == 2 else classes
         network = UNet(in_channels, cfg.base_channels, cfg.depth, out_channels).to(self.device)
+        self._bfloat16 = cfg.mixed_precision and native_bfloat16(self.device)  # decided once per network
         self.network = network.to(memory_format=torch.channels_last) if self._bfloat16 else network
         return self.network
-
-    @property
-    def _bfloat16(self) -> bool:
-        return self.config.mixed_precision and native_bfloat16(self.device)
 
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` in float32 (``K`` 1: sigmoid; more: softmax over the classes);
