@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from wsseg_unet import UNet, UNetSegmenter, dice_loss
+from wsseg_unet import UNet, UNetSegmenter, bright_wall, dice_loss
 
 
 def test_unet_keeps_the_grid_and_outputs_probabilities():
@@ -122,3 +123,48 @@ def test_renormalise_option_normalises_every_training_batch_only_when_set(monkey
         images, np.zeros((4, 16, 16), np.float32)
     )
     assert seen == ([(2, 2, 16, 16)] * 4 if on else [])
+
+
+def ring_with_scar() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 32x32 image: a dark ring (0.2) around a bright cavity (0.8), one bright sector of the ring
+    (0.9, "scar") and one sector just below halfway to the cavity (0.45); the ring, and the scar."""
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    radius = np.hypot(yy, xx)
+    wall, cavity = (radius >= 6) & (radius < 10), radius < 6
+    image = np.where(cavity, 0.8, 0.1).astype(np.float32)
+    image[wall] = 0.2
+    scar, dim = wall & (xx > 4), wall & (xx < -4)
+    image[scar], image[dim] = 0.9, 0.45
+    return image, wall, scar
+
+
+def test_bright_wall_is_the_wall_brighter_than_halfway_to_what_it_encloses():
+    image, wall, scar = ring_with_scar()
+    open_wall = wall & (np.mgrid[:32, :32][0] > 16)  # a half ring encloses nothing
+    walls = torch.tensor(np.stack([wall, open_wall]), dtype=torch.float32)
+    found = bright_wall(torch.tensor(np.stack([image, image])), walls)
+    np.testing.assert_array_equal(found[0].numpy(), scar)
+    assert not found[1].any()
+
+
+@pytest.mark.parametrize("weight", [0.0, 4.0])
+def test_bright_wall_weight_weights_the_cross_entropy_of_every_batch_only_when_set(monkeypatch, weight):
+    import wsseg_unet.segmenter as module
+
+    seen = []
+
+    def spy(images, walls):
+        seen.append((tuple(images.shape), tuple(walls.shape)))
+        return bright_wall(images, walls)
+
+    monkeypatch.setattr(module, "bright_wall", spy)
+    image, wall, _ = ring_with_scar()
+    config = {"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "bce_weight": 1}
+    config["bright_wall_weight"] = weight
+    UNetSegmenter(config, seed=0).fit(np.tile(image, (4, 1, 1, 1)), np.tile(wall, (4, 1, 1)).astype(np.float32))
+    assert seen == ([((2, 32, 32), (2, 32, 32))] * 4 if weight else [])
+
+
+def test_bright_wall_weight_without_cross_entropy_is_refused():
+    with pytest.raises(ValidationError, match="set bce_weight"):
+        UNetSegmenter({"bright_wall_weight": 3})

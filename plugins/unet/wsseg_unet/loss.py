@@ -1,6 +1,8 @@
-"""Soft Dice loss, as in the reference scripts."""
+"""Soft Dice loss, as in the reference scripts, and the bright-wall weighting of cross-entropy."""
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 
@@ -19,3 +21,19 @@ class DiceLoss(nn.Module):
 
     def forward(self, probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return dice_loss(probabilities, targets, self.smooth)
+
+
+def bright_wall(images: torch.Tensor, walls: torch.Tensor) -> torch.Tensor:
+    """Wall pixels brighter than halfway from the wall's median to its cavity's median, per sample.
+
+    ``images`` and ``walls`` are ``(N, H, W)``; a wall is ``> 0.5``, its cavity what the wall encloses.
+    In LGE that is scar, or wall that looks like it: where a wall model loses the wall to the bright
+    blood pool. A sample whose wall encloses no cavity has none.
+    """
+    out = np.zeros(walls.shape, bool)
+    for i, (image, wall) in enumerate(zip(images.float().cpu().numpy(), walls.float().cpu().numpy() > 0.5)):
+        cavity = ndimage.binary_fill_holes(wall) & ~wall
+        if wall.any() and cavity.any():
+            healthy, blood = np.median(image[wall]), np.median(image[cavity])
+            out[i] = wall & (image > (healthy + blood) / 2) if blood > healthy else False
+    return torch.from_numpy(out)

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from wsseg.augment import (
     paint_scar,
@@ -19,7 +19,7 @@ from wsseg.augment import (
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
 from wsseg.training import Monitor, minibatches, native_bfloat16, train_loop
-from wsseg_unet.loss import dice_loss
+from wsseg_unet.loss import bright_wall, dice_loss
 from wsseg_unet.model import UNet
 
 
@@ -56,6 +56,13 @@ class UNetConfig(PluginConfig):
     bce_weight: float = Field(
         0.0, ge=0, le=1000, description="weight of a binary cross-entropy term added to the Dice loss"
     )
+    bright_wall_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="cross-entropy counts (1 + this) times on target pixels brighter than halfway from the "
+        "target's median to the median of what it encloses (bright, scar-like wall; needs bce_weight)",
+    )
     cosine: bool = Field(False, description="anneal the learning rate to 0 over the epochs (cosine)")
     mixed_precision: bool = Field(
         False,
@@ -72,6 +79,12 @@ class UNetConfig(PluginConfig):
         if value is not None and not 0.1 <= value[0] <= value[1] <= 10:
             raise ValueError(f"expected [low, high] with 0.1 <= low <= high <= 10, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _bright_wall_needs_cross_entropy(self) -> "UNetConfig":
+        if self.bright_wall_weight and not self.bce_weight:
+            raise ValueError("bright_wall_weight weights the cross-entropy term: set bce_weight above 0")
+        return self
 
     def intensity(self) -> dict[str, float]:
         """The :func:`~wsseg.augment.random_intensity` settings that are on."""
@@ -149,17 +162,22 @@ class UNetSegmenter(Segmenter):
                 yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):
+            weight = None  # per-pixel cross-entropy weights: bright wall counts more
+            if cfg.bright_wall_weight:
+                weight = 1 + cfg.bright_wall_weight * bright_wall(batch[:, 0], batch[:, -1]).to(self.device)
             batch = batch.to(self.device)
             predicted, target = self._forward(model, batch[:, :-channels]), batch[:, -channels:]
             if classes == 2:
                 value = dice_loss(predicted[:, 0], target[:, 0])
                 if cfg.bce_weight:
-                    value = value + cfg.bce_weight * F.binary_cross_entropy(predicted[:, 0], target[:, 0])
+                    cross_entropy = F.binary_cross_entropy(predicted[:, 0], target[:, 0], weight=weight)
+                    value = value + cfg.bce_weight * cross_entropy
                 return value
             target = torch.cat([(1 - target.sum(1, keepdim=True)).clamp_min(0), target], dim=1)
             value = sum(dice_loss(predicted[:, c], target[:, c]) for c in range(1, classes)) / channels
             if cfg.bce_weight:
-                value = value - cfg.bce_weight * (target * predicted.clamp_min(1e-6).log()).sum(1).mean()
+                cross_entropy = -(target * predicted.clamp_min(1e-6).log()).sum(1)
+                value = value + cfg.bce_weight * (cross_entropy if weight is None else weight * cross_entropy).mean()
             return value
 
         validate = None
