@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsseg.config import validate_params
-from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs
+from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs, with_neighbours
 
 
 class Disc:
@@ -78,6 +78,28 @@ def test_wall_inputs_are_renormalised_to_the_crop_only_with_roi_normalise():
     box = np.array([[16.0, 16.0, 48.0, 48.0]])
     for normalise, brightest in ((False, 0.4), (True, 1.0)):
         params = validate_params({"myocardium": {"roi_size": 32}, "data": {"additions": {"roi_normalise": normalise}}})
-        inputs = wall_inputs(images, box, params)
+        inputs = wall_inputs(images, box, np.array(["c"]), params)
         assert inputs.shape == (1, 1, 32, 32)
         assert abs(inputs.max() - brightest) < 0.02
+
+
+def test_with_neighbours_stacks_each_slice_with_the_ones_below_and_above_in_its_case():
+    slices = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32)
+    cases = np.array(["a", "a", "a", "b", "b"])
+    stacked = with_neighbours(slices, cases)
+    assert stacked.shape == (5, 3, 2, 2)
+    np.testing.assert_array_equal(stacked[:, :, 0, 0], [[0, 0, 1], [1, 0, 2], [2, 1, 2], [3, 3, 4], [4, 3, 4]])
+    assert with_neighbours(slices[:1], cases[:1]).shape == (1, 3, 2, 2)
+    assert with_neighbours(slices[:0], cases[:0]).shape == (0, 3, 2, 2)
+
+
+def test_the_neighbours_option_gives_the_wall_model_three_channels():
+    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    boxes = np.tile([16.0, 16.0, 48.0, 48.0], (3, 1))
+    cases = np.array(["a", "a", "b"])
+    for neighbours, channels in ((False, 1), (True, 3)):
+        params = validate_params({"myocardium": {"roi_size": 32, "additions": {"neighbours": neighbours}}})
+        inputs = wall_inputs(images, boxes, cases, params)
+        assert inputs.shape == (3, channels, 32, 32)
+    np.testing.assert_array_equal(inputs[1, 1], inputs[0, 0])  # slice 1's slice below is slice 0
+    np.testing.assert_array_equal(inputs[2, 1:], inputs[2, [0, 0]])  # case b has one slice

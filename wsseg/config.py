@@ -120,6 +120,11 @@ class MyocardiumAdditions(Section):
         description="train the wall model on three classes (background, cavity, wall): it learns where the blood "
         "pool ends, not only where the wall is",
     )
+    neighbours: bool = Field(
+        False,
+        description="the wall model also sees the slices below and above in the same heart box (2.5D: three "
+        "input channels; a stack's end slice stands in for its missing neighbour)",
+    )
 
 
 class HeartParams(PluginSection):

@@ -193,6 +193,7 @@ STAGES: tuple[Stage, ...] = (
             "data.additions.roi_normalise",
             "myocardium.additions.myocardium_only_masks",
             "myocardium.additions.cavity_class",
+            "myocardium.additions.neighbours",
         ),
         upstream=lambda p, key: [("dataset", None)],
         plugin="myocardium",

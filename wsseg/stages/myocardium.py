@@ -81,9 +81,22 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return regions == 1 + int(np.argmax(ndimage.sum(mask, regions, range(1, count + 1))))
 
 
-def wall_inputs(images: np.ndarray, boxes: np.ndarray, params: Params) -> np.ndarray:
-    """The heart boxes of ``images`` at the wall model's scale ``(N, 1, r, r)`` (re-normalised as ROI crops are)."""
-    return roi_images(images, boxes, params, params.myocardium.roi_size)[:, None]
+def wall_inputs(images: np.ndarray, boxes: np.ndarray, case_ids: np.ndarray, params: Params) -> np.ndarray:
+    """The heart boxes of ``images`` at the wall model's scale ``(N, 1, r, r)`` (re-normalised as ROI crops are);
+    with ``myocardium.additions.neighbours`` ``(N, 3, r, r)``: each crop, then its case's slices below and above."""
+    crops = roi_images(images, boxes, params, params.myocardium.roi_size)
+    return with_neighbours(crops, case_ids) if params.myocardium.additions.neighbours else crops[:, None]
+
+
+def with_neighbours(slices: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` slices, each case's in order, as ``(N, 3, H, W)``: the slice, the one below, the one
+    above in its case (at a stack's ends the slice itself)."""
+    rows = np.arange(len(slices))
+    below, above = rows.copy(), rows.copy()
+    same = case_ids[1:] == case_ids[:-1]  # row i + 1 continues row i's case
+    below[1:] = np.where(same, rows[:-1], rows[1:])
+    above[:-1] = np.where(same, rows[1:], rows[:-1])
+    return np.stack([slices, slices[below], slices[above]], axis=1)
 
 
 def train_heart(params: Params, ws: Workspace, device: str) -> Path:
@@ -104,7 +117,7 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     """
     data = read_artefact(params, ws, "dataset")
     boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params)
-    inputs = wall_inputs(data["images"], boxes, params)
+    inputs = wall_inputs(data["images"], boxes, data["case_id"], params)
     side = params.myocardium.roi_size
     targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, side) > 0.5).astype(np.float32)
     if params.myocardium.additions.cavity_class:  # 0 background, 1 cavity, 2 wall
@@ -130,7 +143,8 @@ class MyocardiumFinder:
         """Myocardium probabilities on the grid of ``images`` ``(N, S, S)``, and each slice's heart box."""
         grid = images.shape[-1]
         boxes = self.find_hearts(images, case_ids)
-        wall = segment(self.wall, wall_inputs(images, boxes, self.params), self.params.myocardium.additions.flips)
+        inputs = wall_inputs(images, boxes, case_ids, self.params)
+        wall = segment(self.wall, inputs, self.params.myocardium.additions.flips)
         return paste(wall, boxes, (grid, grid)).astype(np.float32), boxes
 
     def find_hearts(self, images: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
