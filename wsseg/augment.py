@@ -179,8 +179,13 @@ def paint_scar(x: Tensor, rng: np.random.Generator, probability: float, channel:
     return out
 
 
+def enclosed(wall: np.ndarray) -> np.ndarray:
+    """What a 2D boolean ``wall`` encloses (its cavity): its holes, filled, without the wall itself."""
+    return ndimage.binary_fill_holes(wall) & ~wall
+
+
 def _painted(image: np.ndarray, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    cavity = ndimage.binary_fill_holes(wall) & ~wall
+    cavity = enclosed(wall)
     if wall.sum() < 30 or cavity.sum() < 5:
         return image
     from_endo = ndimage.distance_transform_edt(~cavity)

@@ -2,8 +2,9 @@
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
+
+from wsseg.augment import enclosed
 
 
 def dice_loss(probabilities: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -32,7 +33,7 @@ def bright_wall(images: torch.Tensor, walls: torch.Tensor) -> torch.Tensor:
     """
     out = np.zeros(walls.shape, bool)
     for i, (image, wall) in enumerate(zip(images.float().cpu().numpy(), walls.float().cpu().numpy() > 0.5)):
-        cavity = ndimage.binary_fill_holes(wall) & ~wall
+        cavity = enclosed(wall)
         if wall.any() and cavity.any():
             healthy, blood = np.median(image[wall]), np.median(image[cavity])
             out[i] = wall & (image > (healthy + blood) / 2) if blood > healthy else False
