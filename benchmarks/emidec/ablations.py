@@ -32,6 +32,7 @@ from wsseg.workspace import Workspace
 PARAMS = Path("benchmarks/emidec/params.yaml")
 SEED = int(os.environ.get("WSSEG_SEED", "0"))
 BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec" if SEED == 0 else f"data/emidec-seed{SEED}"))
+LEVELS = ("pixel", "slice", "stack")
 OWN_STAGES = (
     "train-heart",
     "train-myo",
@@ -43,11 +44,15 @@ OWN_STAGES = (
     "predict",
 )
 
-# name -> (supervision, overrides of the benchmark params)
-VARIANTS: dict[str, tuple[str, dict]] = {
+# name -> (supervision level, or the LEVELS tuple for all three from one run; overrides of the benchmark params)
+VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     "myocardium from the 12 pixel-labelled cases only (paper-proportional)": (
         "pixel",
         {"myocardium": {"additions": {"myocardium_only_masks": False}}},
+    ),
+    "2D wall model, without the slices below and above (the earlier profile)": (
+        LEVELS,
+        {"myocardium": {"additions": {"neighbours": False}}},
     ),
     "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
@@ -158,11 +163,15 @@ def attention_figure(base_raw: dict) -> Path | None:
     return cam_figure(params, base, data, example_slices(data, ["val"], 4), base.report / "cams-attention.png", sources)
 
 
-def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, device: str) -> dict:
+def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_raw: dict, device: str) -> dict:
+    """Run one variant; its result rows, one per supervision level, keyed by row name."""
     gated = {"classifier_gate", "case_gate"} & set(overrides.get("segmentation", {}).get("additions", {}))
-    levels = (["slice", "stack"] if gated else ["stack"]) if supervision == "stack" else ["slice"]
+    if "stack" not in supervisions:
+        levels = ["slice"]
+    else:
+        levels = ["stack"] if supervisions == ("stack",) and not gated else ["slice", "stack"]
     raw = merge(
-        base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": [supervision]}})
+        base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": list(supervisions)}})
     )
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(BASE)
@@ -180,17 +189,22 @@ def run_variant(name: str, supervision: str, overrides: dict, base_raw: dict, de
         else:
             raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
     metrics = json.loads(evaluate(params, ws).read_text())
-    fibrosis = metrics["fibrosis"][supervision]
-    return {
-        "name": name,
-        "supervision": supervision,
-        "overrides": overrides,
-        "myocardium_dice": metrics["myocardium"]["dice"],
-        "fibrosis_dice": fibrosis["dice"],
-        "fibrosis_free_flagged": f"{fibrosis['fibrosis_free_flagged']}/{fibrosis['fibrosis_free_cases']}",
-        "classification": metrics["classification"].get(supervision),
-        "seconds": round(time.perf_counter() - started),
-    }
+    seconds = round(time.perf_counter() - started)
+    rows = {}
+    for supervision in supervisions:
+        fibrosis = metrics["fibrosis"][supervision]
+        row_name = name if len(supervisions) == 1 else f"{name}, {supervision}-level"
+        rows[row_name] = {
+            "name": row_name,
+            "supervision": supervision,
+            "overrides": overrides,
+            "myocardium_dice": metrics["myocardium"]["dice"],
+            "fibrosis_dice": fibrosis["dice"],
+            "fibrosis_free_flagged": f"{fibrosis['fibrosis_free_flagged']}/{fibrosis['fibrosis_free_cases']}",
+            "classification": metrics["classification"].get(supervision),
+            "seconds": seconds,
+        }
+    return rows
 
 
 def main(names: list[str]) -> None:
@@ -207,7 +221,8 @@ def main(names: list[str]) -> None:
     for name in names or VARIANTS:
         supervision, overrides = VARIANTS[name]
         print(f"== {name}", flush=True)
-        results[name] = run_variant(name, supervision, overrides, base_raw, device)
+        supervisions = (supervision,) if isinstance(supervision, str) else supervision
+        results.update(run_variant(name, supervisions, overrides, base_raw, device))
         results_path.write_text(json.dumps(results, indent=2))
     if "no self-attention" in results:
         print(f"figure: {attention_figure(base_raw)}")
