@@ -298,6 +298,36 @@ def test_the_classifier_gates_keep_fibrosis_where_the_classifier_flags_only(pipe
     np.testing.assert_array_equal(gated[kept], free[kept])
 
 
+def test_the_minimum_case_burden_clears_the_cases_of_its_own_level_only(pipeline_run):
+    _, workdir, _ = pipeline_run
+    ws = Workspace(workdir)
+    data = read_artefact(validate_params(TINY_PARAMS), ws, "dataset")
+    rows = np.flatnonzero(data["case_id"] == data["case_id"][data["split"] == "val"][0])
+    args = (data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+
+    class Spot:  # fibrosis on one pixel of each slice: a burden far under 50 %
+        def predict(self, inputs):
+            spot = np.zeros((len(inputs), *inputs.shape[-2:]), np.float32)
+            spot[:, 0, 0] = 0.9
+            return spot
+
+    class Everywhere:  # fibrosis on every pixel: a burden of 100 %
+        def predict(self, inputs):
+            return np.full((len(inputs), *inputs.shape[-2:]), 0.9, np.float32)
+
+    def fibrosis(burden: dict, segmenter) -> np.ndarray:
+        segmentation = {**TINY_PARAMS["segmentation"], "additions": {"min_case_burden": burden}}
+        predictor = Predictor(validate_params({**TINY_PARAMS, "segmentation": segmentation}), ws, "pixel")
+        find = predictor.myocardium  # the whole slice is wall
+        predictor.myocardium = lambda images, cases: (np.full_like(find(images, cases)[0], 0.9), None)
+        predictor.fibrosis = segmenter
+        return predictor(*args).fibrosis_roi
+
+    assert fibrosis({}, Spot()).any() and fibrosis({"slice": 50.0}, Spot()).any()
+    assert not fibrosis({"pixel": 50.0}, Spot()).any()
+    assert fibrosis({"pixel": 50.0}, Everywhere()).all()
+
+
 def test_mixed_supervision_trains_on_the_true_masks_where_they_are_drawn(pipeline_run):
     _, workdir, _ = pipeline_run
     segmentation = {**TINY_PARAMS["segmentation"], "additions": {"mixed_supervision": ["slice"]}}

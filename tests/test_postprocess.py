@@ -1,11 +1,11 @@
-"""Fibrosis post-processing: the classifier's slice and case gates, and the minimum lesion size."""
+"""Fibrosis post-processing: the classifier's slice and case gates, the minimum lesion size and case burden."""
 
 import numpy as np
 import pytest
 
 from tests.conftest import TINY_PARAMS, merge
 from wsseg.config import validate_params
-from wsseg.postprocess import drop_small_lesions, gate
+from wsseg.postprocess import clear_low_burden, drop_small_lesions, gate
 
 
 def test_the_slice_gate_keeps_the_flagged_slices_only():
@@ -43,3 +43,17 @@ def test_the_case_gate_needs_the_slice_classifier():
     )
     with pytest.raises(ValueError, match="case_gate needs cam.levels"):
         validate_params(raw)
+
+
+def test_cases_under_the_minimum_burden_lose_their_fibrosis_and_the_others_keep_it():
+    myocardium = np.zeros((3, 10, 10), np.float32)
+    myocardium[:, :, :5] = 0.9  # 50 wall pixels a slice
+    fibrosis = np.zeros((3, 10, 10), np.float32)
+    fibrosis[0, 0, :2] = 0.8  # case a: 2 of 100 wall pixels over its two slices (2 %)
+    fibrosis[2, :2, 5:] = 0.7  # case b: 10 scar pixels outside the wall: 10 of 60 (16.7 %)
+    cases = np.array(["a", "a", "b"])
+    kept = clear_low_burden(fibrosis, myocardium, cases, (0.5, 0.5), 2.5)
+    assert not kept[:2].any()
+    np.testing.assert_array_equal(kept[2], fibrosis[2])
+    np.testing.assert_array_equal(clear_low_burden(fibrosis, myocardium, cases, (0.5, 0.5), 2.0), fibrosis)
+    assert clear_low_burden(fibrosis, myocardium, cases, (0.5, 0.5), 0.0) is fibrosis

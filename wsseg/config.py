@@ -198,6 +198,11 @@ class SegmentationAdditions(Section):
     min_lesion_pixels: int = Field(
         0, ge=0, le=10_000, description="predicted lesions smaller than this, in pixels of the ROI grid, are dropped"
     )
+    min_case_burden: dict[Supervision, Annotated[float, Field(ge=0, le=100)]] = Field(
+        default_factory=dict,
+        description="per level, the smallest predicted scar burden (fibrosis as % of the predicted myocardium) at "
+        "which a case keeps its fibrosis; a case below it gets none (a case-level decision), e.g. {slice: 2.5}",
+    )
 
 
 class SegmentationParams(PluginSection):

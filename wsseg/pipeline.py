@@ -293,6 +293,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.additions.classifier_gate[key]",
             "segmentation.additions.case_gate[key]",
             "segmentation.additions.min_lesion_pixels",
+            "segmentation.additions.min_case_burden[key]",
             "cam.additions.flips",
         ),
         upstream=_predictor,

@@ -1,11 +1,12 @@
-"""Fibrosis post-processing at prediction: the slice classifier's gates and a minimum lesion size."""
+"""Fibrosis post-processing at prediction: the slice classifier's gates, a minimum lesion size and a minimum
+case burden."""
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.measure import label
 
-__all__ = ["drop_small_lesions", "gate"]
+__all__ = ["clear_low_burden", "drop_small_lesions", "gate"]
 
 
 def gate(fibrosis: np.ndarray, slice_scores: np.ndarray, case_ids: np.ndarray | None = None) -> np.ndarray:
@@ -31,3 +32,27 @@ def drop_small_lesions(fibrosis: np.ndarray, threshold: float, min_pixels: int) 
         small = np.flatnonzero(np.bincount(lesions.ravel()) < min_pixels)
         probability[np.isin(lesions, small[small > 0])] = 0
     return kept
+
+
+def clear_low_burden(
+    fibrosis: np.ndarray,
+    myocardium: np.ndarray,
+    case_ids: np.ndarray,
+    thresholds: tuple[float, float],
+    min_percent: float,
+) -> np.ndarray:
+    """``fibrosis`` ``(N, H, W)`` set to zero in every case whose scar burden is under ``min_percent``.
+
+    A case's burden is its fibrosis pixels as a share of its myocardium pixels, scar included (as
+    :mod:`wsseg.burden` counts it), over all its slices; ``thresholds`` are the fibrosis and the
+    myocardium probability thresholds, ``myocardium`` ``(N, H, W)`` the myocardium probabilities.
+    """
+    if min_percent <= 0:
+        return fibrosis
+    scar = fibrosis > thresholds[0]
+    wall = scar | (myocardium >= thresholds[1])
+    inverse = np.unique(case_ids, return_inverse=True)[1]
+    scar_pixels = np.bincount(inverse, weights=scar.reshape(len(scar), -1).sum(1))
+    wall_pixels = np.bincount(inverse, weights=wall.reshape(len(wall), -1).sum(1))
+    kept = 100 * scar_pixels >= min_percent * np.maximum(wall_pixels, 1)
+    return np.where(kept[inverse][:, None, None], fibrosis, 0).astype(np.float32)

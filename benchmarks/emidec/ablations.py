@@ -121,6 +121,14 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "pixel",
         {"segmentation": {"additions": {"min_lesion_pixels": 10}}},
     ),
+    "option: slice-level cases under 2.5 % predicted scar burden cleared": (
+        "slice",
+        {"segmentation": {"additions": {"min_case_burden": {"slice": 2.5}}}},
+    ),
+    "option: pseudo-labels inside the wall above 0.3 (not 0.5)": (
+        ("slice", "stack"),
+        {"pseudo_label": {"config": {"myocardium_threshold": 0.3}}},
+    ),
     "64 px regions of interest (CAM 16x16), the earlier profile": ("slice", {"data": {"roi_size": 64}}),
     "option: CAM test-time flips": ("slice", {"cam": {"additions": {"flips": True}}}),
     "option: CAM test-time flips, stack-level": ("stack", {"cam": {"additions": {"flips": True}}}),

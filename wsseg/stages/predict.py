@@ -18,7 +18,7 @@ from wsseg.config import Params, Supervision
 from wsseg.data.geometry import boxes_to_original, crop, paste
 from wsseg.data.roi import case_boxes, roi_images
 from wsseg.interfaces import CAMOutput, WeakSet
-from wsseg.postprocess import drop_small_lesions, gate
+from wsseg.postprocess import clear_low_burden, drop_small_lesions, gate
 from wsseg.stages.cases import map_cases
 from wsseg.stages.fibrosis import fibrosis_inputs
 from wsseg.stages.ingest import prepare_image, slice_view
@@ -46,7 +46,8 @@ class Predictor:
     ``segmentation.additions.slice_level_labeler``, slice-level fibrosis is the pseudo-labeler's mask
     of the classifier's CAM on the slices it scores above 0.5, and empty on the others; with
     ``segmentation.additions.classifier_gate`` (``case_gate``), a level's fibrosis is kept on those
-    slices (in the cases with such a slice) only; ``min_lesion_pixels`` drops smaller lesions.
+    slices (in the cases with such a slice) only; ``min_lesion_pixels`` drops smaller lesions and
+    ``min_case_burden`` clears the cases whose predicted scar burden is under it.
     """
 
     def __init__(self, params: Params, ws: Workspace, supervision: Supervision, device: str = "cpu"):
@@ -85,6 +86,13 @@ class Predictor:
                 assert classified is not None, "a gate needs the slice classifier (params validation ensures it)"
                 fibrosis = gate(fibrosis, classified.slice_scores, cases)
         fibrosis = drop_small_lesions(fibrosis, params.segmentation.threshold, additions.min_lesion_pixels)
+        fibrosis = clear_low_burden(
+            fibrosis,
+            myo_roi,
+            case_ids,
+            (params.segmentation.threshold, params.myocardium.threshold),
+            additions.min_case_burden.get(self.supervision, 0.0),
+        )
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
         grid = images.shape[1]
         myo_masks, fib_masks = [], []
