@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label
 
+from wsseg.burden import scar_burden
+
 __all__ = ["clear_low_burden", "drop_small_lesions", "gate"]
 
 
@@ -43,16 +45,15 @@ def clear_low_burden(
 ) -> np.ndarray:
     """``fibrosis`` ``(N, H, W)`` set to zero in every case whose scar burden is under ``min_percent``.
 
-    A case's burden is its fibrosis pixels as a share of its myocardium pixels, scar included (as
-    :mod:`wsseg.burden` counts it), over all its slices; ``thresholds`` are the fibrosis and the
-    myocardium probability thresholds, ``myocardium`` ``(N, H, W)`` the myocardium probabilities.
+    A case's burden is :func:`~wsseg.burden.scar_burden`'s fibrosis share of its myocardium over all
+    its slices; ``thresholds`` are the fibrosis and the myocardium probability thresholds,
+    ``myocardium`` ``(N, H, W)`` the myocardium probabilities.
     """
     if min_percent <= 0:
         return fibrosis
-    scar = fibrosis > thresholds[0]
-    wall = scar | (myocardium >= thresholds[1])
-    inverse = np.unique(case_ids, return_inverse=True)[1]
-    scar_pixels = np.bincount(inverse, weights=scar.reshape(len(scar), -1).sum(1))
-    wall_pixels = np.bincount(inverse, weights=wall.reshape(len(wall), -1).sum(1))
-    kept = 100 * scar_pixels >= min_percent * np.maximum(wall_pixels, 1)
-    return np.where(kept[inverse][:, None, None], fibrosis, 0).astype(np.float32)
+    scar, wall = fibrosis > thresholds[0], myocardium >= thresholds[1]
+    kept = np.ones(len(fibrosis), bool)
+    for case in np.unique(case_ids):
+        rows = case_ids == case
+        kept[rows] = (scar_burden(wall[rows], scar[rows], None).fibrosis_percent or 0.0) >= min_percent
+    return np.where(kept[:, None, None], fibrosis, 0).astype(np.float32)
