@@ -150,3 +150,17 @@ def test_explain_with_flips_maps_each_cam_back_before_averaging():
     averaged = explain(LeftHalfCAM(), data, flips=True)  # two of the four flips put each half on the left
     np.testing.assert_allclose(averaged.cams, BlockMeanCAM().generate(data).cams / 2, rtol=1e-6)
     np.testing.assert_allclose(averaged.slice_scores, data.images.mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_explain_over_scales_averages_on_the_largest_scales_grid_in_register():
+    images = np.zeros((2, 16, 16), np.float32)
+    images[:, :8, :8] = 1  # a bright top-left quadrant
+    images[1] *= 0.5
+    data = WeakSet(images, images.copy(), np.zeros(2, np.int64))
+    out = explain(BlockMeanCAM(), data, flips=False, scales=(1.0, 2.0))
+    assert out.cams.shape == (2, 8, 8)  # 32 px at scale 2, 4x4 blocks
+    top_left = out.cams[:, :4, :4].sum(axis=(1, 2)) / out.cams.sum(axis=(1, 2))
+    assert (top_left > 0.9).all()  # both scales' CAMs stay on the bright quadrant
+    np.testing.assert_allclose(out.slice_scores, [0.25, 0.125], rtol=0.05)  # the image means, at both scales
+    single = explain(BlockMeanCAM(), data, flips=False, scales=(1.0,))
+    np.testing.assert_array_equal(single.cams, BlockMeanCAM().generate(data).cams)

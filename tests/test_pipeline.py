@@ -19,7 +19,7 @@ from wsseg.data.geometry import crop
 from wsseg.interfaces import CAMOutput
 from wsseg.pipeline import planned_steps
 from wsseg.registry import get_plugin
-from wsseg.stages.fibrosis import training_set
+from wsseg.stages.fibrosis import self_labels, train_fibrosis, training_set
 from wsseg.stages.predict import Predictor
 from wsseg.workspace import Workspace
 from wsseg_test_plugin import CAMThresholdLabeler
@@ -341,6 +341,50 @@ def test_mixed_supervision_trains_on_the_true_masks_where_they_are_drawn(pipelin
     np.testing.assert_array_equal(masks[~drawn], pseudo[~drawn])
     unmixed = training_set(validate_params(TINY_PARAMS), ws, roi, "slice")[1]
     np.testing.assert_array_equal(unmixed, pseudo)
+
+
+def test_self_labels_are_the_predictions_on_positive_slices_with_true_masks_kept():
+    class Disc:  # a centred disc (flip-symmetric), probability 0.9
+        def predict(self, inputs):
+            yy, xx = np.mgrid[:8, :8]
+            disc = ((yy - 3.5) ** 2 + (xx - 3.5) ** 2 < 6).astype(np.float32) * 0.9
+            return np.repeat(disc[None], len(inputs), axis=0)
+
+    targets = np.zeros((3, 8, 8), np.float32)
+    targets[2, 0, 0] = 1  # a true mask, kept
+    labels = self_labels(
+        Disc(),
+        np.zeros((3, 1, 8, 8), np.float32),
+        targets,
+        np.array([True, False, True]),
+        np.array([False, False, True]),
+    )
+    disc = Disc().predict(np.zeros((1, 1, 8, 8)))[0] > 0.5
+    np.testing.assert_array_equal(labels[0], disc)
+    assert not labels[1].any()
+    np.testing.assert_array_equal(labels[2], targets[2])
+
+
+def test_self_training_trains_the_level_again_on_its_labels_with_its_own_curves(pipeline_run, tmp_path, monkeypatch):
+    _, workdir, _ = pipeline_run
+    shutil.copytree(workdir, tmp_path / "data")
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"self_training": {"slice": 1}}}
+    params, ws = validate_params({**TINY_PARAMS, "segmentation": segmentation}), Workspace(tmp_path / "data")
+    calls = []
+
+    def everywhere(segmenter, inputs, targets, positive, kept):  # round 1 learns fibrosis everywhere
+        calls.append(positive)
+        return np.ones_like(targets)
+
+    monkeypatch.setattr("wsseg.stages.fibrosis.self_labels", everywhere)
+    path = train_fibrosis(params, ws, "slice", "cpu")
+    index = read_artefact(params, ws, "pseudo_labels", "slice")["index"]
+    assert len(calls) == 1
+    np.testing.assert_array_equal(calls[0], read_roi_data(params, ws).dataset["slice_label"][index] == 1)
+    assert any(ws.curves(path.stem + "-round1").iterdir()) and not list(path.parent.glob("*.resume.pt"))
+    inputs = np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32)
+    once, twice = load_plugin(workdir / path.relative_to(tmp_path / "data")), load_plugin(path)
+    assert twice.predict(inputs).mean() > once.predict(inputs).mean()
 
 
 def test_run_all_trains_no_slice_level_unet_when_the_labeler_predicts(tmp_path):

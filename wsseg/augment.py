@@ -3,7 +3,7 @@
 Two geometric families: the 8 flips/rotations of the square (exact, no resampling), and random
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips, and :func:`explain` a CAM
-generator's output. All channels of a sample (image, myocardium, target...) get the same
+generator's output (over flips and scales). All channels of a sample (image, myocardium, target...) get the same
 transform, so stack inputs and targets along ``C`` first. Intensity transforms change the image
 channel only: :func:`random_gamma` (contrast), :func:`random_intensity` (bias field, coarser
 acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside the target
@@ -15,7 +15,7 @@ Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import kornia.enhance as KE
 import kornia.filters as KF
@@ -233,9 +233,37 @@ def segment(segmenter: Segmenter, inputs: np.ndarray, flips: bool) -> np.ndarray
     return flip_averaged(segmenter.predict, inputs) if flips else segmenter.predict(inputs)
 
 
-def explain(generator: CAMGenerator, data: WeakSet, flips: bool) -> CAMOutput:
-    """``generator.generate(data)``; with ``flips``, the CAMs (flipped back) and scores averaged over the
-    slices and their three flips (the same flip for image and myocardium)."""
+def explain(generator: CAMGenerator, data: WeakSet, flips: bool, scales: Sequence[float] = (1.0,)) -> CAMOutput:
+    """``generator.generate(data)``, averaged over the crops resized by each of ``scales`` (the CAMs
+    resized to the largest scale's grid) and, with ``flips``, over their three flips (the CAMs flipped
+    back; the same flip and scale for image and myocardium)."""
+    outputs = [_explain_flips(generator, rescaled(data, scale), flips) for scale in scales]
+    if len(outputs) == 1:
+        return outputs[0]
+    grid = max((o.cams.shape[1:] for o in outputs), key=lambda shape: shape[0] * shape[1])
+    cams = [F.interpolate(torch.tensor(o.cams)[:, None], size=grid, mode="bilinear")[:, 0].numpy() for o in outputs]
+    scores = [(o.slice_scores, o.stack_scores) for o in outputs]
+    return CAMOutput(
+        np.mean(cams, axis=0).astype(np.float32),
+        np.mean([s for s, _ in scores], axis=0).astype(np.float32),
+        np.mean([s for _, s in scores], axis=0).astype(np.float32),
+    )
+
+
+def rescaled(data: WeakSet, scale: float) -> WeakSet:
+    """``data`` with its images and myocardium resized (bilinear) by ``scale``, to a multiple of 8 pixels."""
+    if scale == 1:
+        return data
+    size = tuple(max(8, int(round(side * scale / 8)) * 8) for side in data.images.shape[1:])
+    images, myocardium = (
+        F.interpolate(torch.tensor(x, dtype=torch.float32)[:, None], size=size, mode="bilinear")[:, 0].numpy()
+        for x in (data.images, data.myocardium)
+    )
+    return WeakSet(images, myocardium, data.stack_ids, data.labels)
+
+
+def _explain_flips(generator: CAMGenerator, data: WeakSet, flips: bool) -> CAMOutput:
+    """``generator.generate(data)``, averaged over the three flips when ``flips``."""
     if not flips:
         return generator.generate(data)
     outputs = []

@@ -155,6 +155,12 @@ class CAMAdditions(Section):
     flips: bool = Field(
         False, description="test-time flips: average the CAMs (flipped back) and scores over each crop and its flips"
     )
+    scales: list[Annotated[float, Field(ge=0.5, le=3)]] = Field(
+        [1.0],
+        min_length=1,
+        description="test-time scales: average the CAMs and scores over each crop resized by these factors "
+        "(the CAMs on the largest scale's grid), e.g. [1.0, 1.5]",
+    )
 
 
 class CAMParams(PluginSection):
@@ -185,6 +191,12 @@ class SegmentationAdditions(Section):
         default_factory=list,
         description="weak levels whose U-Net learns from the true masks of the pixel-labelled train slices in place "
         "of their pseudo-labels (and from the pseudo-labels of the others)",
+    )
+    self_training: dict[Level, Annotated[int, Field(ge=0, le=3)]] = Field(
+        default_factory=dict,
+        description="per weak level, rounds of self-training, e.g. {slice: 1}: the U-Net is trained again, from "
+        "scratch, on its own flip-averaged predictions above 0.5 for the train slices with a positive weak label "
+        "(negatives stay empty; with mixed supervision the true masks stay)",
     )
     classifier_gate: list[Supervision] = Field(
         default_factory=list,

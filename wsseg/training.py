@@ -63,6 +63,7 @@ class Monitor:
         self, name: str, curves_dir: str | Path | None = None, *, resume: str | Path | None = None, config: str = ""
     ):
         self.name = name
+        self.curves_dir = Path(curves_dir) if curves_dir is not None else None
         self.resume = Path(resume) if resume is not None else None
         self.config = config
         self.history: list[dict[str, float]] = []
@@ -82,6 +83,12 @@ class Monitor:
                 progress.advance(self._task)
         if self._live is not None:
             self._live.end()
+
+    def retraining(self, round_: int) -> Monitor:
+        """A monitor for training the same model again (a self-training round): its curves beside these,
+        in ``<curves>-round<k>``, and no resume checkpoint (a killed round starts again)."""
+        curves = self.curves_dir.with_name(f"{self.curves_dir.name}-round{round_}") if self.curves_dir else None
+        return Monitor(f"{self.name} (round {round_})", curves, config=self.config)
 
     def log(self, **metrics: float) -> None:
         """Record one epoch's metrics (loss, validation scores...)."""

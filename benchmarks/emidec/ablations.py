@@ -129,6 +129,8 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         ("slice", "stack"),
         {"pseudo_label": {"config": {"myocardium_threshold": 0.3}}},
     ),
+    "option: one round of self-training": ("slice", {"segmentation": {"additions": {"self_training": {"slice": 1}}}}),
+    "option: CAMs averaged over scales 1 and 1.5": (("slice", "stack"), {"cam": {"additions": {"scales": [1.0, 1.5]}}}),
     "64 px regions of interest (CAM 16x16), the earlier profile": ("slice", {"data": {"roi_size": 64}}),
     "option: CAM test-time flips": ("slice", {"cam": {"additions": {"flips": True}}}),
     "option: CAM test-time flips, stack-level": ("stack", {"cam": {"additions": {"flips": True}}}),

@@ -58,7 +58,7 @@ def predict_cams(params: Params, ws: Workspace, level: Level, device: str) -> Pa
     model = load_model(params, ws, "cam_model", level, device)
 
     def generate_case(rows: np.ndarray) -> dict:
-        output = explain(model, weak_set(roi, rows), params.cam.additions.flips)
+        output = explain(model, weak_set(roi, rows), params.cam.additions.flips, params.cam.additions.scales)
         stack_score = np.full(len(rows), output.stack_scores[0], np.float32)
         return {
             "cams": output.cams.astype(np.float32),

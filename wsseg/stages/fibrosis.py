@@ -1,18 +1,23 @@
 """Stage ``train-seg``: the fibrosis segmenter, on real masks (pixel) or pseudo-labels (slice, stack).
 
 With ``segmentation.additions.mixed_supervision`` a weak level's U-Net learns from the true masks of
-the pixel-labelled train slices and from the pseudo-labels of the others.
+the pixel-labelled train slices and from the pseudo-labels of the others; with ``self_training`` it
+is then trained again on its own predictions.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from wsseg.artefacts import read_artefact, read_roi_data, train_model
+from wsseg.augment import segment
 from wsseg.config import Params, Supervision
 from wsseg.data.roi import RoiData
+from wsseg.interfaces import Level, Segmenter
+from wsseg.stages.cams import weak_labels
 from wsseg.workspace import Workspace
 
 
@@ -37,6 +42,17 @@ def training_set(
     return index, masks
 
 
+def self_labels(
+    segmenter: Segmenter, inputs: np.ndarray, targets: np.ndarray, positive: np.ndarray, kept: np.ndarray
+) -> np.ndarray:
+    """The targets of a self-training round: the segmenter's flip-averaged predictions above 0.5 on the
+    ``positive`` slices, empty on the others, and the old targets where ``kept`` (true masks)."""
+    predicted = (segment(segmenter, inputs, flips=True) > 0.5).astype(np.float32)
+    labels = np.where(positive[:, None, None], predicted, 0).astype(np.float32)
+    labels[kept] = targets[kept]
+    return labels
+
+
 def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, device: str) -> Path:
     """Train the fibrosis segmenter at one supervision level; validate on the val split's real masks."""
     roi = read_roi_data(params, ws)
@@ -44,13 +60,21 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
 
+    rounds = 0 if supervision == "pixel" else params.segmentation.additions.self_training.get(supervision, 0)
+
     def fit(segmenter, monitor) -> None:
-        segmenter.fit(
-            inputs[rows],
-            targets,
-            val_inputs=inputs[val] if val.size else None,
-            val_targets=roi.fibrosis_masks(params.data.roi_size)[val] if val.size else None,
-            monitor=monitor,
-        )
+        labels = targets
+        for round_ in range(rounds + 1):
+            if round_:
+                positive = weak_labels(roi, cast(Level, supervision))[rows] == 1
+                kept = roi.dataset["has_mask"][rows] & (supervision in params.segmentation.additions.mixed_supervision)
+                labels = self_labels(segmenter, inputs[rows], targets, positive, kept)
+            segmenter.fit(
+                inputs[rows],
+                labels,
+                val_inputs=inputs[val] if val.size else None,
+                val_targets=roi.fibrosis_masks(params.data.roi_size)[val] if val.size else None,
+                monitor=monitor.retraining(round_) if round_ else monitor,
+            )
 
     return train_model(params, ws, "fibrosis_model", supervision, device, fit)

@@ -68,7 +68,12 @@ class Predictor:
         classified = None
         if self.classifier is not None:
             stacks = np.unique(case_ids, return_inverse=True)[1]
-            classified = explain(self.classifier, WeakSet(image_roi, myo_roi, stacks), params.cam.additions.flips)
+            classified = explain(
+                self.classifier,
+                WeakSet(image_roi, myo_roi, stacks),
+                params.cam.additions.flips,
+                params.cam.additions.scales,
+            )
         if self.fibrosis is not None:
             fibrosis = segment(
                 self.fibrosis,
