@@ -3,8 +3,8 @@
 Two geometric families: the 8 flips/rotations of the square (exact, no resampling), and random
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips, and :func:`explain` a CAM
-generator's output (over flips and scales). All channels of a sample (image, myocardium, target...) get the same
-transform, so stack inputs and targets along ``C`` first. Intensity transforms change the image
+generator's output (over flips and scales). All channels of a sample (image, myocardium,
+target...) get the same transform, so stack inputs and targets along ``C`` first. Intensity transforms change the image
 channel only: :func:`random_gamma` (contrast), :func:`random_intensity` (bias field, coarser
 acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside the target
 myocardium). Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
@@ -242,11 +242,10 @@ def explain(generator: CAMGenerator, data: WeakSet, flips: bool, scales: Sequenc
         return outputs[0]
     grid = max((o.cams.shape[1:] for o in outputs), key=lambda shape: shape[0] * shape[1])
     cams = [F.interpolate(torch.tensor(o.cams)[:, None], size=grid, mode="bilinear")[:, 0].numpy() for o in outputs]
-    scores = [(o.slice_scores, o.stack_scores) for o in outputs]
     return CAMOutput(
         np.mean(cams, axis=0).astype(np.float32),
-        np.mean([s for s, _ in scores], axis=0).astype(np.float32),
-        np.mean([s for _, s in scores], axis=0).astype(np.float32),
+        np.mean([o.slice_scores for o in outputs], axis=0).astype(np.float32),
+        np.mean([o.stack_scores for o in outputs], axis=0).astype(np.float32),
     )
 
 

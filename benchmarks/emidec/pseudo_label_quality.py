@@ -7,6 +7,8 @@ myocardium, and the share of the true fibrosis that the predicted myocardium cov
 after ``bash benchmarks/emidec/run.sh``::
 
     python benchmarks/emidec/pseudo_label_quality.py [myocardium_threshold=0.5 ...]
+
+``WSSEG_SEED=1`` reads the seed-1 benchmark; ``WSSEG_BENCHMARK_DIR`` another folder (e.g. an ablation's).
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def main(overrides: list[str]) -> None:
     for item in overrides:
         key, value = item.split("=", 1)
         raw["pseudo_label"].setdefault("config", {})[key] = yaml.safe_load(value)
-    params = validate_params(raw)
-    ws = Workspace(Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec")))
+    seed = int(os.environ.get("WSSEG_SEED", "0"))
+    params = validate_params({**raw, "seed": seed})
+    ws = Workspace(
+        Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec" if seed == 0 else f"data/emidec-seed{seed}"))
+    )
     roi = read_roi_data(params, ws)
     cams = read_cache(ws.cams("slice"))["cams"]
     rows = np.flatnonzero((roi.dataset["split"] == "val") & (roi.dataset["slice_label"] == 1))
