@@ -131,6 +131,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     ),
     "option: one round of self-training": ("slice", {"segmentation": {"additions": {"self_training": {"slice": 1}}}}),
     "option: CAMs averaged over scales 1 and 1.5": (("slice", "stack"), {"cam": {"additions": {"scales": [1.0, 1.5]}}}),
+    "option: stack-level CAMs over scales 1 and 1.5, pseudo-labels inside the wall above 0.3": (
+        "stack",
+        {"cam": {"additions": {"scales": [1.0, 1.5]}}, "pseudo_label": {"config": {"myocardium_threshold": 0.3}}},
+    ),
     "64 px regions of interest (CAM 16x16), the earlier profile": ("slice", {"data": {"roi_size": 64}}),
     "option: CAM test-time flips": ("slice", {"cam": {"additions": {"flips": True}}}),
     "option: CAM test-time flips, stack-level": ("stack", {"cam": {"additions": {"flips": True}}}),
