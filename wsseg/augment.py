@@ -4,10 +4,10 @@ Two geometric families: the 8 flips/rotations of the square (exact, no resamplin
 affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At test time,
 :func:`flip_averaged` averages a prediction over the image's flips, and :func:`explain` a CAM
 generator's output (over flips and scales). All channels of a sample (image, myocardium,
-target...) get the same transform, so stack inputs and targets along ``C`` first. Intensity transforms change the image
-channel only: :func:`random_gamma` (contrast), :func:`random_intensity` (bias field, coarser
-acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside the target
-myocardium). Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
+target...) get the same transform, so stack inputs and targets along ``C`` first. Intensity
+transforms change the image channel only: :func:`random_gamma` (contrast), :func:`random_intensity`
+(bias field, coarser acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside
+the target myocardium). Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
+from wsseg.data.geometry import resize
 from wsseg.interfaces import CAMGenerator, CAMOutput, Segmenter, WeakSet
 
 __all__ = [
@@ -241,24 +242,22 @@ def explain(generator: CAMGenerator, data: WeakSet, flips: bool, scales: Sequenc
     if len(outputs) == 1:
         return outputs[0]
     grid = max((o.cams.shape[1:] for o in outputs), key=lambda shape: shape[0] * shape[1])
-    cams = [F.interpolate(torch.tensor(o.cams)[:, None], size=grid, mode="bilinear")[:, 0].numpy() for o in outputs]
     return CAMOutput(
-        np.mean(cams, axis=0).astype(np.float32),
+        np.mean([resize(o.cams, grid) for o in outputs], axis=0).astype(np.float32),
         np.mean([o.slice_scores for o in outputs], axis=0).astype(np.float32),
         np.mean([o.stack_scores for o in outputs], axis=0).astype(np.float32),
     )
 
 
 def rescaled(data: WeakSet, scale: float) -> WeakSet:
-    """``data`` with its images and myocardium resized (bilinear) by ``scale``, to a multiple of 8 pixels."""
+    """``data`` with its images and myocardium resized by ``scale`` (:func:`~wsseg.data.geometry.resize`),
+    each side to a multiple of 8 pixels."""
     if scale == 1:
         return data
-    size = tuple(max(8, int(round(side * scale / 8)) * 8) for side in data.images.shape[1:])
-    images, myocardium = (
-        F.interpolate(torch.tensor(x, dtype=torch.float32)[:, None], size=size, mode="bilinear")[:, 0].numpy()
-        for x in (data.images, data.myocardium)
+    height, width = (max(8, round(side * scale / 8) * 8) for side in data.images.shape[1:])
+    return WeakSet(
+        resize(data.images, (height, width)), resize(data.myocardium, (height, width)), data.stack_ids, data.labels
     )
-    return WeakSet(images, myocardium, data.stack_ids, data.labels)
 
 
 def _explain_flips(generator: CAMGenerator, data: WeakSet, flips: bool) -> CAMOutput:

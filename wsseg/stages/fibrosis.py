@@ -59,21 +59,22 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     rows, targets = training_set(params, ws, roi, supervision)
     inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
-
+    val_inputs, val_targets = (inputs[val], roi.fibrosis_masks(params.data.roi_size)[val]) if val.size else (None, None)
     rounds = 0 if supervision == "pixel" else params.segmentation.additions.self_training.get(supervision, 0)
+    if rounds:
+        positive = weak_labels(roi, cast(Level, supervision))[rows] == 1
+        kept = roi.dataset["has_mask"][rows] & (supervision in params.segmentation.additions.mixed_supervision)
 
     def fit(segmenter, monitor) -> None:
         labels = targets
         for round_ in range(rounds + 1):
             if round_:
-                positive = weak_labels(roi, cast(Level, supervision))[rows] == 1
-                kept = roi.dataset["has_mask"][rows] & (supervision in params.segmentation.additions.mixed_supervision)
                 labels = self_labels(segmenter, inputs[rows], targets, positive, kept)
             segmenter.fit(
                 inputs[rows],
                 labels,
-                val_inputs=inputs[val] if val.size else None,
-                val_targets=roi.fibrosis_masks(params.data.roi_size)[val] if val.size else None,
+                val_inputs=val_inputs,
+                val_targets=val_targets,
                 monitor=monitor.retraining(round_) if round_ else monitor,
             )
 
