@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from seeded_run import SEED, WORKDIR  # benchmarks/emidec/, beside this script
+
 from wsseg.artefacts import read_artefact
 from wsseg.config import merge, read_mapping, validate_params
 from wsseg.pipeline import artefact_path, lineage, planned_steps, run_stage
@@ -30,8 +32,6 @@ from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
 PARAMS = Path("benchmarks/emidec/params.yaml")
-SEED = int(os.environ.get("WSSEG_SEED", "0"))
-BASE = Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec" if SEED == 0 else f"data/emidec-seed{SEED}"))
 LEVELS = ("pixel", "slice", "stack")
 OWN_STAGES = (
     "train-heart",
@@ -166,12 +166,12 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
 
 
 def workspace(name: str) -> Workspace:
-    return Workspace(BASE / "ablations" / name.replace(" ", "-").replace(":", ""))
+    return Workspace(WORKDIR / "ablations" / name.replace(" ", "-").replace(":", ""))
 
 
 def attention_figure(base_raw: dict) -> Path | None:
     """CAMs of the benchmark's slice classifier beside those of the one trained without attention."""
-    params, base = validate_params(base_raw), Workspace(BASE)
+    params, base = validate_params(base_raw), Workspace(WORKDIR)
     data = read_artefact(params, base, "dataset")
     sources = {"with attention": base.cams("slice"), "no attention": workspace("no self-attention").cams("slice")}
     return cam_figure(params, base, data, example_slices(data, ["val"], 4), base.report / "cams-attention.png", sources)
@@ -188,7 +188,7 @@ def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_
         base_raw, merge(overrides, {"cam": {"levels": levels}, "segmentation": {"supervisions": list(supervisions)}})
     )
     params, base_params = validate_params(raw), validate_params(base_raw)
-    ws, base_ws = workspace(name), Workspace(BASE)
+    ws, base_ws = workspace(name), Workspace(WORKDIR)
     started = time.perf_counter()
     for stage, key in planned_steps(params):
         if stage.command in ("evaluate", "report"):
@@ -230,7 +230,7 @@ def main(names: list[str]) -> None:
         sys.exit(f"unknown variant {unknown[0]!r}; the variants are:\n  " + "\n  ".join(VARIANTS))
     base_raw = merge(read_mapping(PARAMS), {"seed": SEED})
     device = str(resolve_device(base_raw.get("device", "auto")))
-    results_path = BASE / "ablations.json"
+    results_path = WORKDIR / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in names or VARIANTS:
         supervision, overrides = VARIANTS[name]
@@ -240,7 +240,7 @@ def main(names: list[str]) -> None:
         results_path.write_text(json.dumps(results, indent=2))
     if "no self-attention" in results:
         print(f"figure: {attention_figure(base_raw)}")
-    print(markdown_table(json.loads((BASE / "metrics.json").read_text()), results))
+    print(markdown_table(json.loads((WORKDIR / "metrics.json").read_text()), results))
 
 
 def markdown_table(baseline: dict, results: dict) -> str:

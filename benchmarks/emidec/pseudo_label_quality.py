@@ -13,13 +13,13 @@ after ``bash benchmarks/emidec/run.sh``::
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 from myocardium_quality import coverage, pooled_dice  # benchmarks/emidec/, beside this script
+from seeded_run import SEED, WORKDIR
 
 from wsseg.artefacts import read_roi_data
 from wsseg.config import read_mapping, validate_params
@@ -35,11 +35,8 @@ def main(overrides: list[str]) -> None:
     for item in overrides:
         key, value = item.split("=", 1)
         raw["pseudo_label"].setdefault("config", {})[key] = yaml.safe_load(value)
-    seed = int(os.environ.get("WSSEG_SEED", "0"))
-    params = validate_params({**raw, "seed": seed})
-    ws = Workspace(
-        Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec" if seed == 0 else f"data/emidec-seed{seed}"))
-    )
+    params = validate_params({**raw, "seed": SEED})
+    ws = Workspace(WORKDIR)
     roi = read_roi_data(params, ws)
     cams = read_cache(ws.cams("slice"))["cams"]
     rows = np.flatnonzero((roi.dataset["split"] == "val") & (roi.dataset["slice_label"] == 1))
