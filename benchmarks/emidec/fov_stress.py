@@ -9,8 +9,9 @@ Run after ``bash benchmarks/emidec/run.sh`` (or its myocardium stages)::
 
     python benchmarks/emidec/fov_stress.py [--zooms 0.5 0.75 1 1.5 2 2.5] [--params P] [--workdir W]
 
-A last row renders each slice as a site with a tight field of view might send it (the heart
-filling 80% of a 128 px image, softer contrast). Writes ``<workdir>/fov_stress.json`` and the plot
+``WSSEG_SEED=1`` reads the seed-1 benchmark (and sets the seed of ``--params``). A last row renders
+each slice as a site with a tight field of view might send it (the heart filling 80% of a 128 px
+image, softer contrast). Writes ``<workdir>/fov_stress.json`` and the plot
 ``<workdir>/fov-stress.png``, and prints a markdown table.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -27,9 +27,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from myocardium_quality import pooled_dice  # noqa: E402  (benchmarks/emidec/, beside this script)
+from seeded_run import PARAMS, WORKDIR, seeded_params  # noqa: E402
 
 from wsseg.artefacts import read_artefact  # noqa: E402
-from wsseg.config import load_params  # noqa: E402
 from wsseg.data.geometry import paste, resize  # noqa: E402
 from wsseg.data.readers import MYOCARDIUM_LABELS, SliceRecord, load_image, load_label, read_folder  # noqa: E402
 from wsseg.metrics import summary  # noqa: E402
@@ -72,10 +72,10 @@ def other_site(image: np.ndarray, box: tuple[float, float, float], nearest: bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zooms", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.5, 2.0, 2.5])
-    parser.add_argument("--params", type=Path, default=Path("benchmarks/emidec/params.yaml"))
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec")))
+    parser.add_argument("--params", type=Path, default=PARAMS, help="params file (seed from WSSEG_SEED, if set)")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="the benchmark run (default: WSSEG_SEED's)")
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = seeded_params(args.params)
     ws = Workspace(args.workdir)
     read_artefact(params, ws, "dataset")  # the benchmark's caches must be current
     finder = MyocardiumFinder.load(params, ws, "cpu")

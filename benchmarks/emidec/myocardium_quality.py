@@ -13,19 +13,20 @@ Writes ``<workdir>/myocardium_quality.json``. Run after ``bash benchmarks/emidec
 myocardium stages)::
 
     python benchmarks/emidec/myocardium_quality.py [--params benchmarks/emidec/params.yaml] [--workdir data/emidec]
+
+``WSSEG_SEED=1`` reads the seed-1 benchmark (and sets the seed of ``--params``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+from seeded_run import PARAMS, WORKDIR, seeded_params  # benchmarks/emidec/, beside this script
 
 from wsseg.artefacts import read_artefact
-from wsseg.config import load_params
 from wsseg.metrics import summary
 from wsseg.reference import otsu_inside
 from wsseg.workspace import Workspace
@@ -44,7 +45,7 @@ def coverage(myocardium: list[np.ndarray], fibrosis: list[np.ndarray]) -> float:
 
 def measure(params_path: Path, workdir: Path) -> dict:
     """The figures of the module docstring for the val cases of the benchmark in ``workdir``."""
-    params = load_params(params_path)
+    params = seeded_params(params_path)
     ws = Workspace(workdir)
     data = read_artefact(params, ws, "dataset")
     probability = read_artefact(params, ws, "myocardium")["probability"]
@@ -77,8 +78,8 @@ def measure(params_path: Path, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("benchmarks/emidec/params.yaml"))
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("WSSEG_BENCHMARK_DIR", "data/emidec")))
+    parser.add_argument("--params", type=Path, default=PARAMS, help="params file (seed from WSSEG_SEED, if set)")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="the benchmark run (default: WSSEG_SEED's)")
     args = parser.parse_args()
     result = measure(args.params, args.workdir)
     (args.workdir / "myocardium_quality.json").write_text(json.dumps(result, indent=2))

@@ -14,15 +14,13 @@ after ``bash benchmarks/emidec/run.sh``::
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
 from myocardium_quality import coverage, pooled_dice  # benchmarks/emidec/, beside this script
-from seeded_run import SEED, WORKDIR
+from seeded_run import WORKDIR, seeded_params
 
 from wsseg.artefacts import read_roi_data
-from wsseg.config import read_mapping, validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.reference import otsu_inside
@@ -31,11 +29,8 @@ from wsseg.workspace import Workspace
 
 
 def main(overrides: list[str]) -> None:
-    raw = read_mapping(Path("benchmarks/emidec/params.yaml"))
-    for item in overrides:
-        key, value = item.split("=", 1)
-        raw["pseudo_label"].setdefault("config", {})[key] = yaml.safe_load(value)
-    params = validate_params({**raw, "seed": SEED})
+    config = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in overrides)}
+    params = seeded_params(overrides={"pseudo_label": {"config": config}})
     ws = Workspace(WORKDIR)
     roi = read_roi_data(params, ws)
     cams = read_cache(ws.cams("slice"))["cams"]
