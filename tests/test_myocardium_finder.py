@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from wsseg.config import validate_params
 from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs, with_neighbours
@@ -42,13 +43,21 @@ def test_the_wall_is_predicted_inside_the_heart_box_found_at_any_place_and_size(
         assert abs(inside.sum() - found**2) < 0.1 * found**2  # the box, clipped to the grid
 
 
+def test_a_found_heart_box_grows_by_found_margin_where_it_is_set():
+    images, sides = np.zeros((1, 128, 128), np.float32), []
+    for additions in ({}, {"found_margin": 0.5}):
+        params = validate_params({"heart": {"image_size": 32, "margin": 0.25, "additions": additions}})
+        box = MyocardiumFinder(params, Disc((0.5, 0.5), 0.2), Everywhere()).find_hearts(images, np.array(["a"]))[0]
+        sides.append(box[2] - box[0])
+    assert sides[1] / sides[0] == pytest.approx(2.0 / 1.5)  # the heart's extent grown by 2 x 0.25, then 2 x 0.5
+
+
 def test_a_stray_blob_does_not_stretch_the_heart_box():
     mask = np.zeros((64, 64), bool)
     mask[20:40, 20:40] = True
     mask[2:4, 60:62] = True
     assert largest_component(mask).sum() == 400
-    params = validate_params({"heart": {"margin": 0.0}})
-    box = heart_boxes(mask[None].astype(np.float32), np.array(["a"]), params)[0]
+    box = heart_boxes(mask[None].astype(np.float32), np.array(["a"]), validate_params({}), margin=0.0)[0]
     np.testing.assert_allclose(box, [20, 20, 40, 40])
 
 

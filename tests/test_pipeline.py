@@ -328,6 +328,28 @@ def test_the_minimum_case_burden_clears_the_cases_of_its_own_level_only(pipeline
     assert fibrosis({"pixel": 50.0}, Everywhere()).all()
 
 
+def test_a_level_threshold_replaces_the_shared_one_for_its_own_level_only(pipeline_run):
+    _, workdir, _ = pipeline_run
+    ws = Workspace(workdir)
+    data = read_artefact(validate_params(TINY_PARAMS), ws, "dataset")
+    rows = np.flatnonzero(data["case_id"] == data["case_id"][data["split"] == "val"][0])
+    args = (data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+
+    class Unsure:  # every pixel at 0.45: under the shared threshold of 0.5
+        def predict(self, inputs):
+            return np.full((len(inputs), *inputs.shape[-2:]), 0.45, np.float32)
+
+    def fibrosis_masks(thresholds: dict) -> list[np.ndarray]:
+        segmentation = {**TINY_PARAMS["segmentation"], "additions": {"level_thresholds": thresholds}}
+        predictor = Predictor(validate_params({**TINY_PARAMS, "segmentation": segmentation}), ws, "pixel")
+        predictor.fibrosis = Unsure()
+        return predictor(*args).fibrosis_masks
+
+    assert not any(mask.any() for mask in fibrosis_masks({}))
+    assert not any(mask.any() for mask in fibrosis_masks({"slice": 0.4}))
+    assert all(mask.any() for mask in fibrosis_masks({"pixel": 0.4}))
+
+
 def test_mixed_supervision_trains_on_the_true_masks_where_they_are_drawn(pipeline_run):
     _, workdir, _ = pipeline_run
     segmentation = {**TINY_PARAMS["segmentation"], "additions": {"mixed_supervision": ["slice"]}}

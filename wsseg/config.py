@@ -127,6 +127,19 @@ class MyocardiumAdditions(Section):
     )
 
 
+class HeartAdditions(Section):
+    """Heart-finder options beyond the defaults (off by default)."""
+
+    found_margin: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="margin of the box around a heart the finder found, in place of `margin` (which also frames "
+        "the wall model's training crops around the true heart): a finder thresholded high finds less than the "
+        "whole heart, so its box may need to grow more",
+    )
+
+
 class HeartParams(PluginSection):
     """Step 1 of the myocardium: find the heart in the whole slice, whatever its zoom."""
 
@@ -138,6 +151,12 @@ class HeartParams(PluginSection):
         False,
         description="look again at a window twice the heart's extent around the first find (finer for small hearts)",
     )
+    additions: HeartAdditions = HeartAdditions()
+
+    @property
+    def found_margin(self) -> float:
+        """The margin of the box around a found heart."""
+        return self.margin if self.additions.found_margin is None else self.additions.found_margin
 
 
 class MyocardiumParams(PluginSection):
@@ -215,6 +234,11 @@ class SegmentationAdditions(Section):
         description="per level, the smallest predicted scar burden (fibrosis as % of the predicted myocardium) at "
         "which a case keeps its fibrosis; a case below it gets none (a case-level decision), e.g. {slice: 2.5}",
     )
+    level_thresholds: dict[Supervision, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=dict,
+        description="per level, the probability above which a pixel is fibrosis in place of `threshold`, "
+        "e.g. {stack: 0.4}",
+    )
 
 
 class SegmentationParams(PluginSection):
@@ -226,6 +250,10 @@ class SegmentationParams(PluginSection):
         description="config keys that differ for one supervision level, e.g. {pixel: {epochs: 160}}",
     )
     additions: SegmentationAdditions = SegmentationAdditions()
+
+    def threshold_for(self, supervision: Supervision) -> float:
+        """The probability above which a pixel of ``supervision``'s prediction is fibrosis."""
+        return self.additions.level_thresholds.get(supervision, self.threshold)
 
     def myocardium_channel(self, supervision: Supervision) -> bool:
         """Whether ``supervision``'s U-Net gets the myocardium prediction as a second input channel."""

@@ -209,6 +209,7 @@ STAGES: tuple[Stage, ...] = (
         params=(
             "heart.threshold",
             "heart.zoom_in",
+            "heart.additions.found_margin",
             "myocardium.threshold",
             "myocardium.additions.flips",
             "data.roi_size",
@@ -295,6 +296,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.additions.case_gate[key]",
             "segmentation.additions.min_lesion_pixels",
             "segmentation.additions.min_case_burden[key]",
+            "segmentation.additions.level_thresholds[key]",
             "cam.additions.flips",
             "cam.additions.scales",
         ),

@@ -3,7 +3,8 @@
 Step 1 (``heart``) sees each whole slice shrunk to ``heart.image_size`` and finds the heart (cavity
 and myocardium); it is trained with strong zoom, shift and contrast augmentation, so it finds
 hearts that fill a fifth of the image or most of it. Its union over a case's slices, grown by
-``heart.margin``, is the case's heart box (with ``heart.zoom_in``, found again on a closer window).
+``heart.margin`` (``heart.additions.found_margin`` where set), is the case's heart box (with
+``heart.zoom_in``, found again on a closer window).
 Step 2 (``myocardium``) segments the wall inside that box, cropped to ``myocardium.roi_size``: one
 canonical scale whatever the scanner's field of view (re-normalised to the crop's intensity
 percentiles with ``data.additions.roi_normalise``). The wall's probabilities are pasted back on the
@@ -58,9 +59,9 @@ def heart_inputs(images: np.ndarray, params: Params) -> np.ndarray:
     return resize(images, (side, side))[:, None]
 
 
-def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) -> np.ndarray:
+def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params, margin: float) -> np.ndarray:
     """One box per slice: around its case's heart, the largest region where ``probability`` exceeds
-    ``heart.threshold`` on some slice of the case.
+    ``heart.threshold`` on some slice of the case, grown by ``margin`` of its extent.
 
     A case where no heart is found gets a centred box of half the grid.
     """
@@ -69,7 +70,7 @@ def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params) -
     for case in np.unique(case_ids):
         rows = case_ids == case
         found = largest_component((probability[rows] > params.heart.threshold).any(axis=0))
-        boxes[rows] = bounding_box(found, params.heart.margin, 0 if found.any() else grid / 2)
+        boxes[rows] = bounding_box(found, margin, 0 if found.any() else grid / 2)
     return boxes
 
 
@@ -116,7 +117,7 @@ def train_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     ``myocardium.additions.cavity_class`` the targets are three classes: background, cavity, wall.
     """
     data = read_artefact(params, ws, "dataset")
-    boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params)
+    boxes = heart_boxes(data["heart_mask"].astype(np.float32), data["case_id"], params, params.heart.margin)
     inputs = wall_inputs(data["images"], boxes, data["case_id"], params)
     side = params.myocardium.roi_size
     targets = (crop(data["myocardium_mask"].astype(np.float32), boxes, side) > 0.5).astype(np.float32)
@@ -153,10 +154,11 @@ class MyocardiumFinder:
         smaller than the slice."""
         params, flips, grid = self.params, self.params.myocardium.additions.flips, images.shape[-1]
         heart = resize(segment(self.heart, heart_inputs(images, params), flips), (grid, grid))
-        boxes = heart_boxes(heart, case_ids, params)
+        margin = params.heart.found_margin
+        boxes = heart_boxes(heart, case_ids, params, margin)
         if not params.heart.zoom_in:
             return boxes
-        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2] - boxes[:, 0]) / (1 + 2 * params.heart.margin)
+        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2] - boxes[:, 0]) / (1 + 2 * margin)
         windows = np.concatenate([centres - sides[:, None], centres + sides[:, None]], axis=1)
         closer = 2 * sides < 0.9 * grid
         if closer.any():  # each window normalised over what it shows, as a whole slice is at ingest
@@ -164,7 +166,7 @@ class MyocardiumFinder:
                 [normalise_intensity(c) for c in crop(images[closer], windows[closer], params.heart.image_size)]
             )[:, None]
             heart[closer] = paste(segment(self.heart, inputs, flips), windows[closer], (grid, grid))
-            boxes = heart_boxes(heart, case_ids, params)
+            boxes = heart_boxes(heart, case_ids, params, margin)
         return boxes
 
 

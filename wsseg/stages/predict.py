@@ -83,19 +83,19 @@ class Predictor:
         else:
             assert classified is not None, "the labeler needs the slice classifier (params validation ensures it)"
             fibrosis = self._label(classified, image_roi, myo_roi)
-        additions = params.segmentation.additions
+        additions, threshold = params.segmentation.additions, params.segmentation.threshold_for(self.supervision)
         if additions.restrict_to_myocardium:
             fibrosis = np.where(myo_roi >= params.myocardium.threshold, fibrosis, 0).astype(np.float32)
         for gated, cases in ((additions.classifier_gate, None), (additions.case_gate, case_ids)):
             if self.supervision in gated:
                 assert classified is not None, "a gate needs the slice classifier (params validation ensures it)"
                 fibrosis = gate(fibrosis, classified.slice_scores, cases)
-        fibrosis = drop_small_lesions(fibrosis, params.segmentation.threshold, additions.min_lesion_pixels)
+        fibrosis = drop_small_lesions(fibrosis, threshold, additions.min_lesion_pixels)
         fibrosis = clear_low_burden(
             fibrosis,
             myo_roi,
             case_ids,
-            (params.segmentation.threshold, params.myocardium.threshold),
+            (threshold, params.myocardium.threshold),
             additions.min_case_burden.get(self.supervision, 0.0),
         )
         score = classified.slice_scores if classified is not None else fibrosis.reshape(len(fibrosis), -1).max(axis=1)
@@ -107,9 +107,7 @@ class Predictor:
                 (paste(myo[i : i + 1], np.array([view]), shape)[0] > params.myocardium.threshold).astype(np.uint8)
             )
             box = boxes_to_original(boxes[i : i + 1], tuple(view), grid)
-            fib_masks.append(
-                (paste(fibrosis[i : i + 1], box, shape)[0] > params.segmentation.threshold).astype(np.uint8)
-            )
+            fib_masks.append((paste(fibrosis[i : i + 1], box, shape)[0] > threshold).astype(np.uint8))
         return Prediction(myo, boxes, fibrosis, np.asarray(score, np.float32), myo_masks, fib_masks)
 
     def predict_raw(self, raws: list[np.ndarray], case_ids: np.ndarray, spacings: list[float | None]) -> Prediction:

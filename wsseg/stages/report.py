@@ -71,7 +71,7 @@ def overlay_figure(params: Params, ws: Workspace, data, rows: list[int], path: P
             f"{data['case_id'][i]} slice {data['slice_index'][i]}: truth",
         )
         for c, (supervision, pred) in enumerate(predictions.items(), start=1):
-            fib = pred["fibrosis_roi"][i].astype(np.float32) > params.segmentation.threshold
+            fib = pred["fibrosis_roi"][i].astype(np.float32) > params.segmentation.threshold_for(supervision)
             _overlay(axes[r, c], images[r], truth_myo[r], fib.astype(np.float32), f"{supervision}-level")
     fig.suptitle("Fibrosis (orange) inside the true myocardium contour (green), ROI crops", fontsize=9)
     fig.tight_layout()
