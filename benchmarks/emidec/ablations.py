@@ -54,6 +54,11 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         LEVELS,
         {"myocardium": {"additions": {"neighbours": False}}},
     ),
+    "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
+    "option: found heart's box margin 0.3 (the wall model's crops stay at 0.2)": (
+        LEVELS,
+        {"heart": {"additions": {"found_margin": 0.3}}},
+    ),
     "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),
@@ -163,6 +168,17 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         },
     ),
 }
+
+VARIANTS.update(
+    {
+        f"option: {level}-level fibrosis threshold {threshold}": (
+            level,
+            {"segmentation": {"additions": {"level_thresholds": {level: threshold}}}},
+        )
+        for level in LEVELS
+        for threshold in (0.3, 0.4, 0.5)
+    }
+)
 
 
 def workspace(name: str) -> Workspace:
