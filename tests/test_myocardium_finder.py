@@ -81,6 +81,27 @@ def test_zoom_in_finds_a_small_heart_box_more_tightly_than_the_coarse_first_look
     assert errors[True] < errors[False] / 2, errors
 
 
+class Confident:
+    """A stand-in heart finder that calls only the brightest pixels heart: on a coarse whole slice, only
+    the middle of a small bright disc survives the blur; on a closer, normalised window, all of it."""
+
+    def predict(self, inputs):
+        return (inputs[:, 0] > 0.9).astype(np.float32)
+
+
+def test_a_minimum_window_lets_the_second_look_see_a_heart_found_too_small():
+    yy, xx = np.mgrid[:128, :128]
+    images = (((yy + 0.5 - 50) ** 2 + (xx + 0.5 - 70) ** 2) < 10**2)[None].astype(np.float32)
+    true_side = 20 * 1.5  # the disc's extent grown by the margin on both sides
+    errors = {}
+    for min_window in (0.0, 0.5):
+        heart = {"image_size": 16, "margin": 0.25, "zoom_in": True, "additions": {"min_window": min_window}}
+        finder = MyocardiumFinder(validate_params({"heart": heart}), Confident(), Everywhere())
+        box = finder.find_hearts(images, np.array(["a"]))[0]
+        errors[min_window] = abs(box[2] - box[0] - true_side)
+    assert errors[0.0] > 0.1 * true_side and errors[0.5] < errors[0.0] / 2, errors
+
+
 def test_wall_inputs_are_renormalised_to_the_crop_only_with_roi_normalise():
     images = np.full((1, 64, 64), 0.2, np.float32)
     images[0, 20:40, 20:40] = np.linspace(0.2, 0.4, 20, dtype=np.float32)[None]

@@ -138,6 +138,13 @@ class HeartAdditions(Section):
         "the wall model's training crops around the true heart): a finder thresholded high finds less than the "
         "whole heart, so its box may need to grow more",
     )
+    min_window: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="with `zoom_in`, the closer window's side is at least this fraction of the slice: a heart "
+        "found too small (a part of it, or a stray blob) is looked at again with the heart around it in view",
+    )
 
 
 class HeartParams(PluginSection):

@@ -210,6 +210,7 @@ STAGES: tuple[Stage, ...] = (
             "heart.threshold",
             "heart.zoom_in",
             "heart.additions.found_margin",
+            "heart.additions.min_window",
             "myocardium.threshold",
             "myocardium.additions.flips",
             "data.roi_size",

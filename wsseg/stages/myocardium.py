@@ -150,8 +150,8 @@ class MyocardiumFinder:
 
     def find_hearts(self, images: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
         """Each slice's heart box: the heart finder on the whole slice, then (``heart.zoom_in``) on a
-        window twice the heart's extent around it (normalised to its own percentiles), where that window is
-        smaller than the slice."""
+        window twice the heart's extent around it (at least ``heart.additions.min_window`` of the slice;
+        normalised to its own percentiles), where that window is smaller than the slice."""
         params, flips, grid = self.params, self.params.myocardium.additions.flips, images.shape[-1]
         heart = resize(segment(self.heart, heart_inputs(images, params), flips), (grid, grid))
         margin = params.heart.found_margin
@@ -159,6 +159,7 @@ class MyocardiumFinder:
         if not params.heart.zoom_in:
             return boxes
         centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2] - boxes[:, 0]) / (1 + 2 * margin)
+        sides = np.maximum(sides, params.heart.additions.min_window * grid / 2)
         windows = np.concatenate([centres - sides[:, None], centres + sides[:, None]], axis=1)
         closer = 2 * sides < 0.9 * grid
         if closer.any():  # each window normalised over what it shows, as a whole slice is at ingest
