@@ -68,9 +68,14 @@ class Bright:
         return (inputs[:, 0] > 0.25).astype(np.float32)
 
 
-def test_zoom_in_finds_a_small_heart_box_more_tightly_than_the_coarse_first_look():
+def small_heart(radius: float) -> np.ndarray:
+    """One 128 px slice, dark but for a bright disc of ``radius`` px centred at (50, 70)."""
     yy, xx = np.mgrid[:128, :128]
-    images = (((yy + 0.5 - 50) ** 2 + (xx + 0.5 - 70) ** 2) < 9**2)[None].astype(np.float32)
+    return (((yy + 0.5 - 50) ** 2 + (xx + 0.5 - 70) ** 2) < radius**2)[None].astype(np.float32)
+
+
+def test_zoom_in_finds_a_small_heart_box_more_tightly_than_the_coarse_first_look():
+    images = small_heart(9)
     true_side = 18 * 1.5  # the disc's extent grown by the margin on both sides
     errors = {}
     for zoom_in in (False, True):
@@ -90,8 +95,7 @@ class Confident:
 
 
 def test_a_minimum_window_lets_the_second_look_see_a_heart_found_too_small():
-    yy, xx = np.mgrid[:128, :128]
-    images = (((yy + 0.5 - 50) ** 2 + (xx + 0.5 - 70) ** 2) < 10**2)[None].astype(np.float32)
+    images = small_heart(10)
     true_side = 20 * 1.5  # the disc's extent grown by the margin on both sides
     errors = {}
     for min_window in (0.0, 0.5):

@@ -298,12 +298,17 @@ def test_the_classifier_gates_keep_fibrosis_where_the_classifier_flags_only(pipe
     np.testing.assert_array_equal(gated[kept], free[kept])
 
 
-def test_the_minimum_case_burden_clears_the_cases_of_its_own_level_only(pipeline_run):
+def first_val_case(pipeline_run) -> tuple[Workspace, tuple]:
+    """The tiny run's workspace and a Predictor's arguments for the slices of its first val case."""
     _, workdir, _ = pipeline_run
     ws = Workspace(workdir)
     data = read_artefact(validate_params(TINY_PARAMS), ws, "dataset")
     rows = np.flatnonzero(data["case_id"] == data["case_id"][data["split"] == "val"][0])
-    args = (data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+    return ws, (data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+
+
+def test_the_minimum_case_burden_clears_the_cases_of_its_own_level_only(pipeline_run):
+    ws, args = first_val_case(pipeline_run)
 
     class Spot:  # fibrosis on one pixel of each slice: a burden far under 50 %
         def predict(self, inputs):
@@ -329,11 +334,7 @@ def test_the_minimum_case_burden_clears_the_cases_of_its_own_level_only(pipeline
 
 
 def test_a_level_threshold_replaces_the_shared_one_for_its_own_level_only(pipeline_run):
-    _, workdir, _ = pipeline_run
-    ws = Workspace(workdir)
-    data = read_artefact(validate_params(TINY_PARAMS), ws, "dataset")
-    rows = np.flatnonzero(data["case_id"] == data["case_id"][data["split"] == "val"][0])
-    args = (data["images"][rows], data["case_id"][rows], data["original_shape"][rows], data["view"][rows])
+    ws, args = first_val_case(pipeline_run)
 
     class Unsure:  # every pixel at 0.45: under the shared threshold of 0.5
         def predict(self, inputs):
