@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from seeded_run import SEED, WORKDIR  # benchmarks/emidec/, beside this script
+from seeded_run import PARAMS, SEED, WORKDIR  # benchmarks/emidec/, beside this script
 
 from wsseg.artefacts import read_artefact
 from wsseg.config import merge, read_mapping, validate_params
@@ -31,7 +31,6 @@ from wsseg.stages.report import cam_figure, example_slices
 from wsseg.training import resolve_device
 from wsseg.workspace import Workspace
 
-PARAMS = Path("benchmarks/emidec/params.yaml")
 LEVELS = ("pixel", "slice", "stack")
 OWN_STAGES = (
     "train-heart",
