@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import TINY_PARAMS, write_params
+from tests.conftest import TINY_PARAMS, merge, write_params
 from wsseg.artefacts import read_artefact, read_roi_data
 from wsseg.checkpoint import load_plugin
 from wsseg.cli import app
@@ -231,6 +231,23 @@ def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipelin
 
     assert first_layer_inputs(workdir, "slice") == 1 and first_layer_inputs(copy, "slice") == 2
     assert first_layer_inputs(copy, "pixel") == 2
+
+
+def test_drawn_train_walls_replace_the_predicted_wall_on_drawn_train_slices_only(pipeline_run, tmp_path):
+    _, workdir, _ = pipeline_run
+    copy = shutil.copytree(workdir, tmp_path / "data")
+    myocardium = merge(TINY_PARAMS["myocardium"], {"additions": {"drawn_train_walls": True}})
+    params = write_params(tmp_path, {**TINY_PARAMS, "myocardium": myocardium})
+    result = runner.invoke(app, ["predict-myo", "-p", str(params), "-w", str(copy)])
+    assert result.exit_code == 0, result.output
+    data = read_cache(workdir / "cache" / "dataset.h5")
+    predicted = read_cache(workdir / "cache" / "myocardium.h5")["probability"]
+    drawn_run = read_cache(copy / "cache" / "myocardium.h5")["probability"]
+    drawn = data["has_myocardium"] & (data["split"] == "train")
+    assert drawn.any() and (~drawn).any()
+    np.testing.assert_array_equal(drawn_run[drawn], data["myocardium_mask"][drawn])
+    np.testing.assert_array_equal(drawn_run[~drawn], predicted[~drawn])
+    assert not np.array_equal(drawn_run[drawn], predicted[drawn])
 
 
 def test_the_slice_level_labeler_predicts_the_pseudo_labels_of_the_slices_the_classifier_flags(pipeline_run, tmp_path):

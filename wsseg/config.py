@@ -125,6 +125,12 @@ class MyocardiumAdditions(Section):
         description="the wall model also sees the slices below and above in the same heart box (2.5D: three "
         "input channels; a stack's end slice stands in for its missing neighbour)",
     )
+    drawn_train_walls: bool = Field(
+        False,
+        description="the later stages see the drawn myocardium of every train slice that has one, in place of the "
+        "predicted wall: the classifiers pool over it, the pseudo-labels and the fibrosis U-Nets' training crops "
+        "lie inside it; val, test and new slices keep the predicted wall",
+    )
 
 
 class HeartAdditions(Section):

@@ -213,6 +213,7 @@ STAGES: tuple[Stage, ...] = (
             "heart.additions.min_window",
             "myocardium.threshold",
             "myocardium.additions.flips",
+            "myocardium.additions.drawn_train_walls",
             "data.roi_size",
             "data.roi_margin",
             "data.additions.roi_normalise",

@@ -58,6 +58,17 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         LEVELS,
         {"heart": {"additions": {"found_margin": 0.3}}},
     ),
+    "option: the later stages learn inside the train cases' drawn walls": (
+        LEVELS,
+        {"myocardium": {"additions": {"drawn_train_walls": True}}},
+    ),
+    "option: drawn train walls, found heart's box margin 0.3, second look at least a quarter of the slice": (
+        LEVELS,
+        {
+            "myocardium": {"additions": {"drawn_train_walls": True}},
+            "heart": {"additions": {"found_margin": 0.3, "min_window": 0.25}},
+        },
+    ),
     "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
     "no Multi-Otsu": ("slice", {"pseudo_label": {"config": {"otsu": False}}}),

@@ -174,13 +174,20 @@ class MyocardiumFinder:
 def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     """Myocardium probabilities for every slice, its case's heart box, and the ROI box of the later stages.
 
+    With ``myocardium.additions.drawn_train_walls`` the train slices whose myocardium is drawn get that
+    wall (probability 0 or 1) instead, so the later stages learn inside the true wall.
+
     Case by case (:func:`~wsseg.stages.cases.map_cases`): torchrun processes share the cases out.
     """
     data = read_artefact(params, ws, "dataset")
     finder = MyocardiumFinder.load(params, ws, device)
+    drawn = data["has_myocardium"] & (data["split"] == "train")
+    drawn &= params.myocardium.additions.drawn_train_walls
 
     def predict_case(rows: np.ndarray) -> dict:
         probability, hearts = finder(data["images"][rows], data["case_id"][rows])
+        known = drawn[rows]  # the later stages see these slices' drawn wall
+        probability[known] = data["myocardium_mask"][rows][known]
         boxes = case_boxes(probability, data["case_id"][rows], params)
         return {"probability": probability, "heart_boxes": hearts, "boxes": boxes}
 
