@@ -54,20 +54,16 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         {"myocardium": {"additions": {"neighbours": False}}},
     ),
     "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
-    "option: found heart's box margin 0.3 (the wall model's crops stay at 0.2)": (
-        LEVELS,
-        {"heart": {"additions": {"found_margin": 0.3}}},
-    ),
-    "option: the later stages learn inside the train cases' drawn walls": (
-        LEVELS,
-        {"myocardium": {"additions": {"drawn_train_walls": True}}},
-    ),
-    "option: drawn train walls, found heart's box margin 0.3, second look at least a quarter of the slice": (
+    "no drawn train walls, found-heart margin or minimum window (the previous profile)": (
         LEVELS,
         {
-            "myocardium": {"additions": {"drawn_train_walls": True}},
-            "heart": {"additions": {"found_margin": 0.3, "min_window": 0.25}},
+            "myocardium": {"additions": {"drawn_train_walls": False}},
+            "heart": {"additions": {"found_margin": None, "min_window": 0.0}},
         },
+    ),
+    "drawn train walls without the found-heart margin and minimum window": (
+        LEVELS,
+        {"heart": {"additions": {"found_margin": None, "min_window": 0.0}}},
     ),
     "no self-attention": ("slice", {"cam": {"config": {"attention": False}}}),
     "pool divisor: myocardium area": ("slice", {"cam": {"config": {"pool_divisor": "myocardium"}}}),
