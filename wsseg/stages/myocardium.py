@@ -181,8 +181,7 @@ def predict_myocardium(params: Params, ws: Workspace, device: str) -> Path:
     """
     data = read_artefact(params, ws, "dataset")
     finder = MyocardiumFinder.load(params, ws, device)
-    drawn = data["has_myocardium"] & (data["split"] == "train")
-    drawn &= params.myocardium.additions.drawn_train_walls
+    drawn = data["has_myocardium"] & (data["split"] == "train") & params.myocardium.additions.drawn_train_walls
 
     def predict_case(rows: np.ndarray) -> dict:
         probability, hearts = finder(data["images"][rows], data["case_id"][rows])
