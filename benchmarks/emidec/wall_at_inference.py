@@ -40,7 +40,7 @@ def fibrosis_figures(predictor: Predictor, data, rows: np.ndarray, drawn_wall: b
         output = predictor(images, case_ids, data["original_shape"][mine], data["view"][mine])
         predictor.myocardium = find
         predicted += output.fibrosis_masks
-        truth += [data["fibrosis_mask"][i] > 0 for i in mine]
+        truth += [data["fibrosis_original"][i] > 0 for i in mine]  # each slice's own size, as evaluate scores
         cases += [str(case)] * len(mine)
     scarred = {case for case, mask in zip(cases, truth) if mask.any()}
     dice = case_dice(predicted, truth, cases)
