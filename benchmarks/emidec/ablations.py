@@ -54,6 +54,7 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         {"myocardium": {"additions": {"neighbours": False}}},
     ),
     "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
+    "option: wall U-Net depth 5 (not 4)": (LEVELS, {"myocardium": {"config": {"depth": 5}}}),
     "no drawn train walls, found-heart margin or minimum window (the previous profile)": (
         LEVELS,
         {
