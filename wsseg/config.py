@@ -212,6 +212,12 @@ class SegmentationAdditions(Section):
         default_factory=list,
         description="weak levels whose U-Net also gets the myocardium prediction as an input channel, as pixel does",
     )
+    wall_scar_dropout: dict[Supervision, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="per level with the myocardium channel, the share of its training slices whose channel loses "
+        "the target's scar next to the cavity (to a random depth of 1-4 ROI pixels), as a predicted wall loses "
+        "bright scar beside the bright blood pool, e.g. {slice: 0.5}",
+    )
     restrict_to_myocardium: bool = Field(False, description="drop predicted fibrosis outside the predicted myocardium")
     flips: bool = Field(False, description="test-time flips: average the predictions over the crop and its flips")
     slice_level_labeler: bool = Field(

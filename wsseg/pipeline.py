@@ -276,6 +276,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.additions.myocardium_channel[key]",
             "segmentation.additions.mixed_supervision[key]",
             "segmentation.additions.self_training[key]",
+            "segmentation.additions.wall_scar_dropout[key]",
         ),
         upstream=_fibrosis_labels,
         instances=_trained_supervisions,

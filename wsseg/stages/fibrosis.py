@@ -2,7 +2,8 @@
 
 With ``segmentation.additions.mixed_supervision`` a weak level's U-Net learns from the true masks of
 the pixel-labelled train slices and from the pseudo-labels of the others; with ``self_training`` it
-is then trained again on its own predictions.
+is then trained again on its own predictions. With ``wall_scar_dropout`` some training slices' wall
+channel loses the scar next to the cavity, as a predicted wall does at inference.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+from scipy import ndimage
 
 from wsseg.artefacts import read_artefact, read_roi_data, train_model
 from wsseg.augment import segment
@@ -25,6 +27,31 @@ def fibrosis_inputs(images: np.ndarray, myocardium: np.ndarray, params: Params, 
     """Network input ``(N, C, R, R)``: the image, plus the myocardium where the level gets that channel."""
     channels = [images, myocardium] if params.segmentation.myocardium_channel(supervision) else [images]
     return np.stack(channels, axis=1).astype(np.float32)
+
+
+DROPOUT_DEPTH = 4  # the deepest the scar dropped from the wall channel reaches, in ROI pixels
+
+
+def drop_scar_from_wall(wall: np.ndarray, scar: np.ndarray, depth: int) -> np.ndarray:
+    """``wall`` without the ``scar`` pixels reachable from the cavity within ``depth`` steps through scar:
+    the wall a wall model predicts where bright scar meets the bright blood pool."""
+    inside, removed = wall > 0.5, np.zeros(wall.shape, bool)
+    scar = (scar > 0.5) & inside
+    front = ndimage.binary_fill_holes(inside) & ~inside  # the cavity
+    for _ in range(depth):
+        front = ndimage.binary_dilation(front) & scar & ~removed
+        removed |= front
+    return np.where(removed, 0, wall).astype(wall.dtype)
+
+
+def with_wall_dropout(inputs: np.ndarray, targets: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """``inputs`` with the wall channel of a random ``share`` of the slices passed through
+    :func:`drop_scar_from_wall` (each to a random depth of 1 to ``DROPOUT_DEPTH`` pixels)."""
+    rng = np.random.default_rng(seed)
+    inputs = inputs.copy()
+    for i in np.flatnonzero(rng.random(len(inputs)) < share):
+        inputs[i, 1] = drop_scar_from_wall(inputs[i, 1], targets[i], int(rng.integers(1, DROPOUT_DEPTH + 1)))
+    return inputs
 
 
 def training_set(
@@ -58,6 +85,10 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     roi = read_roi_data(params, ws)
     rows, targets = training_set(params, ws, roi, supervision)
     inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
+    train_inputs = inputs[rows]
+    dropout = params.segmentation.additions.wall_scar_dropout.get(supervision, 0)
+    if dropout and params.segmentation.myocardium_channel(supervision):
+        train_inputs = with_wall_dropout(train_inputs, targets, dropout, params.seed)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
     val_inputs, val_targets = (inputs[val], roi.fibrosis_masks(params.data.roi_size)[val]) if val.size else (None, None)
     rounds = 0 if supervision == "pixel" else params.segmentation.additions.self_training.get(supervision, 0)
@@ -69,9 +100,9 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
         labels = targets
         for round_ in range(rounds + 1):
             if round_:
-                labels = self_labels(segmenter, inputs[rows], targets, positive, kept)
+                labels = self_labels(segmenter, train_inputs, targets, positive, kept)
             segmenter.fit(
-                inputs[rows],
+                train_inputs,
                 labels,
                 val_inputs=val_inputs,
                 val_targets=val_targets,
