@@ -47,6 +47,26 @@ def test_segmenter_learns_a_bright_square_and_survives_a_state_round_trip():
     np.testing.assert_array_equal(clone.predict(images), segmenter.predict(images))
 
 
+def test_an_ensemble_predicts_the_mean_of_its_members_and_survives_a_state_round_trip():
+    images, targets = bright_squares()
+    config = {"epochs": 3, "base_channels": 4, "depth": 2, "lr": 1e-2}
+    ensemble = UNetSegmenter({**config, "ensemble": 2}, seed=0)
+    ensemble.fit(images, targets)
+    single = UNetSegmenter(config, seed=0)
+    single.fit(images, targets)
+    state = ensemble.state_dict()
+    first, second = UNetSegmenter(config), UNetSegmenter(config)
+    first.load_state_dict({**state, "members": []})
+    second.load_state_dict({**state, "weights": state["members"][0], "members": []})
+    np.testing.assert_array_equal(first.predict(images), single.predict(images))  # the first member: seed 0
+    assert not np.allclose(second.predict(images), first.predict(images))  # the second: its own seed
+    mean = (first.predict(images) + second.predict(images)) / 2
+    np.testing.assert_allclose(ensemble.predict(images), mean, rtol=1e-6)
+    clone = UNetSegmenter(ensemble.config)
+    clone.load_state_dict(state)
+    np.testing.assert_array_equal(clone.predict(images), ensemble.predict(images))
+
+
 def test_context_classes_train_a_softmax_whose_prediction_is_the_highest_class():
     images, squares = bright_squares()
     inside = np.pad(squares[:, 1:-1, 1:-1] > 0, ((0, 0), (1, 1), (1, 1))) & (

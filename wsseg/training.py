@@ -87,8 +87,16 @@ class Monitor:
     def retraining(self, round_: int) -> Monitor:
         """A monitor for training the same model again (a self-training round): its curves beside these,
         in ``<curves>-round<k>``, and no resume checkpoint (a killed round starts again)."""
-        curves = self.curves_dir.with_name(f"{self.curves_dir.name}-round{round_}") if self.curves_dir else None
-        return Monitor(f"{self.name} (round {round_})", curves, config=self.config)
+        return self._sibling(f"round{round_}", f"round {round_}")
+
+    def member(self, k: int) -> Monitor:
+        """A monitor for member ``k`` (from 1) of an ensemble: its curves in ``<curves>-member<k>``, and no
+        resume checkpoint (a killed member starts again)."""
+        return self._sibling(f"member{k}", f"member {k}")
+
+    def _sibling(self, suffix: str, label: str) -> Monitor:
+        curves = self.curves_dir.with_name(f"{self.curves_dir.name}-{suffix}") if self.curves_dir else None
+        return Monitor(f"{self.name} ({label})", curves, config=self.config)
 
     def log(self, **metrics: float) -> None:
         """Record one epoch's metrics (loss, validation scores...)."""

@@ -72,6 +72,12 @@ class UNetConfig(PluginConfig):
     select_best: bool = Field(
         False, description="end with the weights of the epoch with the best val Dice (when val data is given)"
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="train this many U-Nets, each from its own seed, and predict the mean of their probabilities",
+    )
 
     @field_validator("affine_zoom")
     @classmethod
@@ -109,7 +115,9 @@ class UNetSegmenter(Segmenter):
 
     Binary targets train one sigmoid output. Targets with context classes (``0..K``, e.g. background,
     cavity, wall) train a softmax over ``K + 1`` classes with the Dice of each class above 0 (and
-    cross-entropy with ``bce_weight``); :meth:`predict` gives the probability of class ``K``.
+    cross-entropy with ``bce_weight``); :meth:`predict` gives the probability of class ``K``. With
+    ``ensemble`` above 1 it trains that many U-Nets (seeds ``seed``, ``seed + 1000``, ...) and
+    predicts the mean of their probabilities.
     """
 
     api_version = 1
@@ -117,17 +125,17 @@ class UNetSegmenter(Segmenter):
     Config = UNetConfig
     config: UNetConfig
 
-    network: UNet | None = None
+    network: UNet | None = None  # the first (or only) U-Net
+    members: list[UNet] = []  # the ensemble's other U-Nets
     _bfloat16 = False
 
-    def _build(self, in_channels: int, classes: int = 2) -> UNet:
-        torch.manual_seed(self.seed)
+    def _build(self, in_channels: int, classes: int, seed: int) -> UNet:
+        torch.manual_seed(seed)
         cfg = self.config
         out_channels = 1 if classes == 2 else classes
         network = UNet(in_channels, cfg.base_channels, cfg.depth, out_channels).to(self.device)
         self._bfloat16 = cfg.mixed_precision and native_bfloat16(self.device)  # decided once per network
-        self.network = network.to(memory_format=torch.channels_last) if self._bfloat16 else network
-        return self.network
+        return network.to(memory_format=torch.channels_last) if self._bfloat16 else network
 
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` in float32 (``K`` 1: sigmoid; more: softmax over the classes);
@@ -140,7 +148,6 @@ class UNetSegmenter(Segmenter):
     def fit(self, inputs, targets, *, val_inputs=None, val_targets=None, monitor: Monitor | None = None) -> None:
         cfg = self.config
         classes = max(2, int(targets.max()) + 1 if targets.size else 2)
-        network = self._build(inputs.shape[1], classes)
         data = torch.from_numpy(np.concatenate([inputs, one_hot(targets, classes)], axis=1).astype(np.float32))
         channels = classes - 1  # the target's channels, last in each sample: one per class above 0
 
@@ -184,36 +191,43 @@ class UNetSegmenter(Segmenter):
         if val_inputs is not None and val_targets is not None:
 
             def validate(model):
-                predicted = self.predict(val_inputs) > 0.5
+                predicted = self._probabilities([model], val_inputs) > 0.5
                 truth = val_targets > classes - 1.5  # the class to segment: the highest
                 return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
 
         select = "val_dice" if cfg.select_best and validate is not None else None
-        train_loop(
-            network,
-            batches,
-            loss,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            seed=self.seed,
-            monitor=monitor,
-            validate=validate,
-            cosine=cfg.cosine,
-            select=select,
-        )
+        networks = []
+        for k in range(cfg.ensemble):
+            seed = self.seed + 1000 * k
+            networks.append(self._build(inputs.shape[1], classes, seed))
+            train_loop(
+                networks[-1],
+                batches,
+                loss,
+                epochs=cfg.epochs,
+                lr=cfg.lr,
+                seed=seed,
+                monitor=monitor.member(k) if monitor is not None and k else monitor,
+                validate=validate,
+                cosine=cfg.cosine,
+                select=select,
+            )
+        self.network, *self.members = networks
 
     @torch.no_grad()
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         if self.network is None:
             raise RuntimeError("the U-Net is not trained: call fit or load_state_dict first")
-        self.network.eval()
-        network = self.network
-        out = [
-            self._forward(
-                network, torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device)
-            )[:, -1].cpu()
+        return self._probabilities([self.network, *self.members], inputs)
+
+    @torch.no_grad()
+    def _probabilities(self, networks: list[UNet], inputs: np.ndarray) -> np.ndarray:
+        """The mean over ``networks`` of the probability of the class to segment, ``(N, H, W)``."""
+        batches = (
+            torch.from_numpy(np.ascontiguousarray(inputs[i : i + 64], dtype=np.float32)).to(self.device)
             for i in range(0, len(inputs), 64)
-        ]
+        )
+        out = [sum(self._forward(n.eval(), x)[:, -1] for n in networks).cpu() / len(networks) for x in batches]
         return torch.cat(out).numpy() if out else np.zeros((0, *inputs.shape[2:]), np.float32)
 
     def state_dict(self) -> dict[str, Any]:
@@ -224,8 +238,13 @@ class UNetSegmenter(Segmenter):
             "in_channels": self.network.down[0][0].in_channels,
             "classes": 2 if out_channels == 1 else out_channels,
             "weights": self.network.state_dict(),
+            "members": [member.state_dict() for member in self.members],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._build(state["in_channels"], state.get("classes", 2)).load_state_dict(state["weights"])
-        self.network.eval()
+        networks = []
+        for weights in [state["weights"], *state.get("members", [])]:
+            networks.append(self._build(state["in_channels"], state.get("classes", 2), self.seed))
+            networks[-1].load_state_dict(weights)
+            networks[-1].eval()
+        self.network, *self.members = networks
