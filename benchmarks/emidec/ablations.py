@@ -85,6 +85,14 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         {"cam": {"config": {"stack_training": "mil"}}},
     ),
     "option: stack classifier, 8 stacks a batch": ("stack", {"cam": {"config": {"stack_batch_size": 8}}}),
+    "option: weak U-Nets as ensembles of 3 (mean of 3 seeds)": (
+        ("slice", "stack"),
+        {"segmentation": {"overrides": {"slice": {"ensemble": 3}, "stack": {"ensemble": 3}}}},
+    ),
+    "option: half the training walls lose the scar next to the cavity": (
+        LEVELS,
+        {"segmentation": {"additions": {"wall_scar_dropout": {"pixel": 0.5, "slice": 0.5, "stack": 0.5}}}},
+    ),
     "option: slice-level fibrosis from the pseudo-labeler": (
         "slice",
         {"segmentation": {"additions": {"slice_level_labeler": True}}},
