@@ -1,7 +1,11 @@
 """The fibrosis U-Nets' wall channel losing the scar next to the cavity (``wall_scar_dropout``)."""
 
 import numpy as np
+import pytest
 
+from tests.conftest import TINY_PARAMS, merge
+from wsseg.config import validate_params
+from wsseg.errors import ConfigError
 from wsseg.stages.fibrosis import drop_scar_from_wall, with_wall_dropout
 
 
@@ -50,3 +54,11 @@ def test_dropout_touches_the_wall_channel_of_the_chosen_share_only():
     assert all((dropped[i, 1] < inputs[i, 1]).any() for i in range(8))
     again = with_wall_dropout(inputs, targets, 0.5, seed=3)
     np.testing.assert_array_equal(with_wall_dropout(inputs, targets, 0.5, seed=3), again)
+
+
+def test_dropout_on_a_level_without_the_wall_channel_is_refused():
+    additions = {"myocardium_channel": ["stack"], "wall_scar_dropout": {"pixel": 0.5, "slice": 0.5}}
+    with pytest.raises(ConfigError, match="wall_scar_dropout: 'slice' needs the wall channel"):
+        validate_params(merge(TINY_PARAMS, {"segmentation": {"additions": additions}}))
+    additions["wall_scar_dropout"] = {"pixel": 0.5, "stack": 0.5}
+    validate_params(merge(TINY_PARAMS, {"segmentation": {"additions": additions}}))

@@ -278,6 +278,16 @@ class SegmentationParams(PluginSection):
         """Whether ``supervision``'s U-Net gets the myocardium prediction as a second input channel."""
         return supervision == "pixel" or supervision in self.additions.myocardium_channel
 
+    @model_validator(mode="after")
+    def _dropout_needs_the_wall_channel(self) -> SegmentationParams:
+        for level in self.additions.wall_scar_dropout:
+            if not self.myocardium_channel(level):
+                raise ValueError(
+                    f"segmentation.additions.wall_scar_dropout: '{level}' needs the wall channel "
+                    "(add it to segmentation.additions.myocardium_channel)"
+                )
+        return self
+
 
 class EvaluateParams(Section):
     splits: list[Split] = ["val", "test"]

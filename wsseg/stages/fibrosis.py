@@ -87,7 +87,7 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
     train_inputs = inputs[rows]
     dropout = params.segmentation.additions.wall_scar_dropout.get(supervision, 0)
-    if dropout and params.segmentation.myocardium_channel(supervision):
+    if dropout:
         train_inputs = with_wall_dropout(train_inputs, targets, dropout, params.seed)
     val = np.flatnonzero(roi.dataset["has_mask"] & (roi.dataset["split"] == "val"))
     val_inputs, val_targets = (inputs[val], roi.fibrosis_masks(params.data.roi_size)[val]) if val.size else (None, None)
