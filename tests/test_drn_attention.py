@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
+from scipy.special import logit
 from torch import nn
 
 from wsseg.interfaces import CAMGenerator, WeakSet
@@ -310,6 +311,28 @@ def test_state_dict_round_trip_gives_identical_outputs():
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     with pytest.raises(ValueError, match="architecture"):
         DRNAttentionCAM(tiny_config(attention=False)).load_state_dict(state)
+
+
+def test_an_ensemble_pools_the_mean_cam_of_its_members_and_survives_a_state_round_trip():
+    data = blob_set(6, size=16, depth=3)
+    for level in ("slice", "stack"):
+        ensemble = DRNAttentionCAM(tiny_config(ensemble=2), seed=0)
+        ensemble.fit(data, level)
+        single = DRNAttentionCAM(tiny_config(), seed=0)
+        single.fit(data, level)
+        state = ensemble.state_dict()
+        first, second = DRNAttentionCAM(tiny_config()), DRNAttentionCAM(tiny_config())
+        first.load_state_dict({**state, "members": []})
+        second.load_state_dict({**state, "model": state["members"][0], "members": []})
+        a, b, both = first.generate(data), second.generate(data), ensemble.generate(data)
+        np.testing.assert_array_equal(a.cams, single.generate(data).cams)  # the first member: seed 0
+        assert not np.allclose(b.cams, a.cams)  # the second: its own seed
+        np.testing.assert_allclose(both.cams, (a.cams + b.cams) / 2, rtol=1e-5, atol=1e-6)
+        scores = [logit(out.slice_scores.astype(np.float64)) for out in (a, b, both)]
+        np.testing.assert_allclose(scores[2], (scores[0] + scores[1]) / 2, rtol=1e-4, atol=1e-5)  # pooling is linear
+        clone = DRNAttentionCAM(tiny_config(ensemble=2))
+        clone.load_state_dict(state)
+        np.testing.assert_array_equal(clone.generate(data).cams, both.cams)
 
 
 def test_fit_is_seeded():

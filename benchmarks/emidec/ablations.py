@@ -89,6 +89,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         ("slice", "stack"),
         {"segmentation": {"overrides": {"slice": {"ensemble": 3}, "stack": {"ensemble": 3}}}},
     ),
+    "option: classifiers as ensembles of 3 (their mean CAM, 3 seeds)": (
+        ("slice", "stack"),
+        {"cam": {"config": {"ensemble": 3}}},
+    ),
     "option: half the training walls lose the scar next to the cavity": (
         LEVELS,
         {"segmentation": {"additions": {"wall_scar_dropout": {"pixel": 0.5, "slice": 0.5, "stack": 0.5}}}},

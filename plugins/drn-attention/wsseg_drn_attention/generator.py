@@ -54,6 +54,12 @@ class DRNAttentionConfig(PluginConfig):
     select_best: bool = Field(
         False, description="end with the weights of the epoch with the best val AUROC (when val data is given)"
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="train this many classifiers, each from its own seed, and pool the mean of their CAMs",
+    )
 
     @field_validator("channels")
     @classmethod
@@ -79,7 +85,9 @@ class DRNAttentionCAM(CAMGenerator):
     training stacks. With ``stack_training: slices`` the stack level trains like the slice level on its
     stack's label repeated on every slice; with ``mil`` a stack's logit is its highest slice logit
     (multiple-instance learning); with either, a stack scores its highest slice. ``generate`` returns
-    the restricted CAM at 1/4 of the input resolution.
+    the restricted CAM at 1/4 of the input resolution. With ``ensemble`` above 1 it trains that many
+    networks (seeds ``seed``, ``seed + 1000``, ...); their mean CAM is pooled into the scores as one
+    network's would be (pooling is linear, so the slice logits are the members' mean logits).
     """
 
     api_version = 1
@@ -95,6 +103,7 @@ class DRNAttentionCAM(CAMGenerator):
         self.level: Level | None = None
         self.history: list[dict[str, float]] = []
         self.model = self._build()
+        self.members: list[CAMNet] = []  # the ensemble's other networks
 
     # ------------------------------------------------------------------ helpers
     def _build(self) -> CAMNet:
@@ -134,15 +143,20 @@ class DRNAttentionCAM(CAMGenerator):
         """Whether ``level`` has one logit per stack (else one per slice)."""
         return level == "stack" and self.config.stack_training == "stack"
 
-    def _predict(self, data: WeakSet, level: Level) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` (float64) and stack scores ``(S,)`` (CPU)."""
+    def _predict(
+        self, data: WeakSet, level: Level, models: list[CAMNet] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Restricted CAMs ``(N, h, w)``, slice logits ``(N,)`` (float64) and stack scores ``(S,)`` (CPU) of
+        the mean CAM of ``models`` (default: the trained network and the ensemble's members)."""
         x = self.network_inputs(data)
         n, _, h, w = x.shape
-        model = self.model.eval()
+        models = [model.eval() for model in models or [self.model, *self.members]]
         restricted, masks = [], []
         with torch.no_grad():
             for start in range(0, n, self.config.batch_size):
-                cam, mask = model.cam_and_mask(x[start : start + self.config.batch_size].to(self.device))
+                xb = x[start : start + self.config.batch_size].to(self.device)
+                cam, mask = models[0].cam_and_mask(xb)  # the mask depends on the input only
+                cam = sum((model(xb) for model in models[1:]), cam) / len(models)
                 restricted.append(restrict(cam, mask).float().cpu())
                 masks.append(mask.float().cpu())
         if n == 0:
@@ -175,8 +189,6 @@ class DRNAttentionCAM(CAMGenerator):
         cfg, device = self.config, self.device
         square = x.shape[-1] == x.shape[-2]
 
-        torch.manual_seed(self.seed)
-        self.model = self._build()
         self.level = level
 
         if level == "slice" or cfg.stack_training == "slices":
@@ -234,23 +246,31 @@ class DRNAttentionCAM(CAMGenerator):
                 val_target = val_labels
 
             def validate(model: CAMNet) -> dict[str, float]:
-                _, slice_logits, stack_scores = self._predict(val, level)
+                _, slice_logits, stack_scores = self._predict(val, level, [model])
                 scores = stack_scores if level == "stack" else slice_logits
                 return {"val_auroc": auroc(scores, val_target)}
 
-        self.history = train_loop(
-            self.model,
-            batches,
-            loss,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            seed=self.seed,
-            monitor=monitor or Monitor(f"drn-attention ({level})"),
-            validate=validate,
-            cosine=cfg.cosine,
-            select="val_auroc" if cfg.select_best and validate is not None else None,
-        )
-        self.model.eval()
+        monitor = monitor or Monitor(f"drn-attention ({level})")
+        networks = []
+        for k in range(cfg.ensemble):
+            seed = self.seed + 1000 * k
+            torch.manual_seed(seed)
+            networks.append(self._build())
+            history = train_loop(
+                networks[-1],
+                batches,
+                loss,
+                epochs=cfg.epochs,
+                lr=cfg.lr,
+                seed=seed,
+                monitor=monitor.member(k) if k else monitor,
+                validate=validate,
+                cosine=cfg.cosine,
+                select="val_auroc" if cfg.select_best and validate is not None else None,
+            )
+            if not k:
+                self.history = history  # the first network's curves
+        self.model, *self.members = [network.eval() for network in networks]
 
     def generate(self, data: WeakSet) -> CAMOutput:
         if self.level is None:
@@ -268,7 +288,8 @@ class DRNAttentionCAM(CAMGenerator):
             "format": STATE_FORMAT,
             "level": self.level,
             "architecture": {k: getattr(self.config, k) for k in _ARCHITECTURE_KEYS},
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "model": _weights(self.model),
+            "members": [_weights(member) for member in self.members],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -286,7 +307,15 @@ class DRNAttentionCAM(CAMGenerator):
             raise ValueError(f"state was saved with another architecture ({detail})")
         self.model.load_state_dict(state["model"])
         self.model.eval()
+        self.members = []
+        for weights in state.get("members", []):
+            self.members.append(self._build())
+            self.members[-1].load_state_dict(weights)
         self.level = level
+
+
+def _weights(model: CAMNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _normalise(value: Any) -> Any:
