@@ -73,14 +73,18 @@ def test_test_time_flips_change_the_lineage_of_what_they_predict():
     assert lineage(seg, "predictions", "slice") != lineage(base, "predictions", "slice")
 
 
-def test_segmentation_overrides_change_one_supervision_level_only():
-    base, longer = validate_params({}), validate_params({"segmentation": {"overrides": {"pixel": {"epochs": 160}}}})
-    assert longer.plugin_config("segmentation", "pixel").epochs == 160
-    assert longer.plugin_config("segmentation", "slice") == base.plugin_config("segmentation", "slice")
-    assert lineage(longer, "fibrosis_model", "pixel") != lineage(base, "fibrosis_model", "pixel")
-    assert lineage(longer, "fibrosis_model", "slice") == lineage(base, "fibrosis_model", "slice")
-    with pytest.raises(ConfigError, match="segmentation.overrides.pixel.epochs: Input should be a valid integer"):
-        validate_params({"segmentation": {"overrides": {"pixel": {"epochs": "many"}}}})
+@pytest.mark.parametrize(
+    ("section", "model", "changed", "kept"),
+    [("segmentation", "fibrosis_model", "pixel", "slice"), ("cam", "cam_model", "stack", "slice")],
+)
+def test_overrides_change_one_level_only(section, model, changed, kept):
+    base, longer = validate_params({}), validate_params({section: {"overrides": {changed: {"epochs": 160}}}})
+    assert longer.plugin_config(section, changed).epochs == 160
+    assert longer.plugin_config(section, kept) == base.plugin_config(section, kept)
+    assert lineage(longer, model, changed) != lineage(base, model, changed)
+    assert lineage(longer, model, kept) == lineage(base, model, kept)
+    with pytest.raises(ConfigError, match=f"{section}.overrides.{changed}.epochs: Input should be a valid integer"):
+        validate_params({section: {"overrides": {changed: {"epochs": "many"}}}})
 
 
 def test_the_slice_level_labeler_changes_the_lineage_of_slice_level_predictions_only():

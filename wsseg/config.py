@@ -198,6 +198,10 @@ class CAMAdditions(Section):
 class CAMParams(PluginSection):
     plugin: str = "drn-attention"
     levels: list[Level] = ["slice", "stack"]
+    overrides: dict[Level, dict] = Field(
+        default_factory=dict,
+        description="config keys that differ for one level's classifier, e.g. {stack: {ensemble: 3}}",
+    )
     additions: CAMAdditions = CAMAdditions()
 
 
@@ -350,12 +354,12 @@ class Params(Section):
     def plugin_config(self, section: str, key: str | None = None) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...).
 
-        For ``segmentation`` with a supervision ``key``, that level's ``overrides`` are applied.
+        For ``cam`` with a level ``key`` and ``segmentation`` with a supervision ``key``, that key's
+        ``overrides`` are applied.
         """
         chosen: PluginSection = getattr(self, section)
-        config = chosen.config
-        if section == "segmentation" and key is not None:
-            config = {**config, **self.segmentation.overrides.get(key, {})}  # type: ignore[call-overload]
+        overrides = getattr(chosen, "overrides", {}).get(key, {}) if key is not None else {}
+        config = {**chosen.config, **overrides}
         return get_plugin(PLUGIN_KINDS[section], chosen.plugin).Config.model_validate(config)
 
 
@@ -394,11 +398,11 @@ def validate_params(raw: dict) -> Params:
             plugin.Config.model_validate(chosen.config)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, f"{section}.config")) from None
-        for supervision in params.segmentation.overrides if section == "segmentation" else ():
+        for key in getattr(chosen, "overrides", {}):
             try:
-                params.plugin_config(section, supervision)
+                params.plugin_config(section, key)
             except ValidationError as exc:
-                raise ConfigError(_describe(exc, f"segmentation.overrides.{supervision}")) from None
+                raise ConfigError(_describe(exc, f"{section}.overrides.{key}")) from None
         if section == "cam":
             unsupported = [level for level in params.cam.levels if level not in getattr(plugin, "levels", ())]
             if unsupported:
