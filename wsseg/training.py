@@ -272,6 +272,27 @@ def train_loop(
     return monitor.history
 
 
+def train_ensemble(
+    build: Callable[[int], nn.Module], count: int, *, seed: int, monitor: Monitor | None = None, **train: Any
+) -> tuple[list[nn.Module], list[dict[str, float]]]:
+    """Train ``count`` networks with :func:`train_loop` (keywords ``train``): member ``k`` is ``build(s)``
+    trained from seed ``s = seed + 1000 k``, its curves through ``monitor.member(k)`` (from 1).
+
+    Returns the networks and the first one's history.
+    """
+    networks: list[nn.Module] = []
+    history: list[dict[str, float]] = []
+    for k in range(count):
+        member_seed = seed + 1000 * k
+        networks.append(build(member_seed))
+        logged = train_loop(
+            networks[-1], seed=member_seed, monitor=monitor.member(k) if monitor is not None and k else monitor, **train
+        )
+        if not k:
+            history = logged
+    return networks, history
+
+
 def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True) -> Iterator[np.ndarray]:
     """Index arrays of one epoch's global batches over ``n`` items, the same in every process.
 

@@ -13,7 +13,7 @@ from wsseg.augment import random_dihedral, random_dihedral_codes
 from wsseg.distributed import local_share
 from wsseg.interfaces import CAMGenerator, CAMOutput, Level, PluginConfig, WeakSet
 from wsseg.metrics import auroc
-from wsseg.training import Monitor, minibatches, train_loop
+from wsseg.training import Monitor, minibatches, train_ensemble
 from wsseg_drn_attention.model import CAMNet
 from wsseg_drn_attention.pooling import restrict, restricted_average
 
@@ -250,26 +250,23 @@ class DRNAttentionCAM(CAMGenerator):
                 scores = stack_scores if level == "stack" else slice_logits
                 return {"val_auroc": auroc(scores, val_target)}
 
-        monitor = monitor or Monitor(f"drn-attention ({level})")
-        networks = []
-        for k in range(cfg.ensemble):
-            seed = self.seed + 1000 * k
+        def seeded_build(seed: int) -> CAMNet:
             torch.manual_seed(seed)
-            networks.append(self._build())
-            history = train_loop(
-                networks[-1],
-                batches,
-                loss,
-                epochs=cfg.epochs,
-                lr=cfg.lr,
-                seed=seed,
-                monitor=monitor.member(k) if k else monitor,
-                validate=validate,
-                cosine=cfg.cosine,
-                select="val_auroc" if cfg.select_best and validate is not None else None,
-            )
-            if not k:
-                self.history = history  # the first network's curves
+            return self._build()
+
+        networks, self.history = train_ensemble(
+            seeded_build,
+            cfg.ensemble,
+            seed=self.seed,
+            monitor=monitor or Monitor(f"drn-attention ({level})"),
+            batches=batches,
+            loss=loss,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            validate=validate,
+            cosine=cfg.cosine,
+            select="val_auroc" if cfg.select_best and validate is not None else None,
+        )
         self.model, *self.members = [network.eval() for network in networks]
 
     def generate(self, data: WeakSet) -> CAMOutput:

@@ -18,7 +18,7 @@ from wsseg.augment import (
 )
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
-from wsseg.training import Monitor, minibatches, native_bfloat16, train_loop
+from wsseg.training import Monitor, minibatches, native_bfloat16, train_ensemble
 from wsseg_unet.loss import bright_wall, dice_loss
 from wsseg_unet.model import UNet
 
@@ -196,22 +196,19 @@ class UNetSegmenter(Segmenter):
                 return {"val_dice": float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))}
 
         select = "val_dice" if cfg.select_best and validate is not None else None
-        networks = []
-        for k in range(cfg.ensemble):
-            seed = self.seed + 1000 * k
-            networks.append(self._build(inputs.shape[1], classes, seed))
-            train_loop(
-                networks[-1],
-                batches,
-                loss,
-                epochs=cfg.epochs,
-                lr=cfg.lr,
-                seed=seed,
-                monitor=monitor.member(k) if monitor is not None and k else monitor,
-                validate=validate,
-                cosine=cfg.cosine,
-                select=select,
-            )
+        networks, _ = train_ensemble(
+            lambda seed: self._build(inputs.shape[1], classes, seed),
+            cfg.ensemble,
+            seed=self.seed,
+            monitor=monitor,
+            batches=batches,
+            loss=loss,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            validate=validate,
+            cosine=cfg.cosine,
+            select=select,
+        )
         self.network, *self.members = networks
 
     @torch.no_grad()
