@@ -98,6 +98,25 @@ def test_scar_painting_brightens_part_of_the_wall_and_nothing_else():
     assert torch.equal(paint_scar(x, np.random.default_rng(0), 0.0), x)
 
 
+def test_scar_painting_puts_the_same_sectors_into_every_image_channel_asked_for():
+    from wsseg.config import SyntheticConfig
+    from wsseg.data.synthetic import phantom_case
+
+    images, labels = phantom_case(np.random.default_rng([0, 3]), SyntheticConfig(), False)
+    wall = np.isin(labels, (2, 3, 4))
+    x = torch.from_numpy(np.stack([images, 0.5 * images, wall], 1).astype(np.float32))  # a dimmer neighbour
+    one, both = (paint_scar(x, np.random.default_rng(0), 1.0, channels) for channels in (1, 2))
+    assert torch.equal(one[:, 1], x[:, 1]) and torch.equal(both[:, 0], one[:, 0])
+    assert torch.equal(both[:, 2], x[:, 2])
+    changed = (both[:, :2] - x[:, :2]).abs() > 1e-3
+    overlap = (changed[:, 0] & changed[:, 1]).sum() / (changed[:, 0] | changed[:, 1]).sum()
+    assert changed[:, 0].any() and overlap > 0.9  # the same sectors
+    assert not (changed & ~torch.from_numpy(wall)[:, None]).any()
+    painted = changed[:, 0]
+    own, neighbour = ((both[:, c][painted] - x[:, c][painted]).mean() for c in (0, 1))
+    assert 0 < neighbour < own  # each towards its own blood pool: the dimmer neighbour's is dimmer
+
+
 def test_renormalise_maps_each_samples_image_percentiles_to_0_1_and_leaves_the_target_alone():
     x = torch.zeros(2, 2, 20, 20)
     x[0, 0] = torch.linspace(0.2, 0.4, 400).reshape(20, 20)  # a dim, low-contrast sample

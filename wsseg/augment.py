@@ -163,20 +163,20 @@ def renormalise(x: Tensor, channel: int = 0, low: float = 0.01, high: float = 0.
     return out
 
 
-def paint_scar(x: Tensor, rng: np.random.Generator, probability: float, channel: int = 0) -> Tensor:
+def paint_scar(x: Tensor, rng: np.random.Generator, probability: float, channels: int = 1) -> Tensor:
     """Paint scar-like enhancement into the myocardium of each sample of ``x`` with ``probability``.
 
-    ``x`` is ``(N, C, H, W)`` with the image in ``channel`` and the myocardium mask as the last
-    channel (the target): one or two sectors of the ring (25-160 degrees around the cavity, from the
-    endocardium to a random depth) take the blood pool's brightness with soft edges and some
-    texture, and sometimes a darker no-reflow core; the mask is unchanged, so the network learns
-    that bright wall is still wall.
+    ``x`` is ``(N, C, H, W)`` with images in the first ``channels`` channels (a slice, then e.g. its
+    neighbours) and the myocardium mask as the last channel (the target): one or two sectors of the
+    ring (25-160 degrees around the cavity, from the endocardium to a random depth) take the blood
+    pool's brightness with soft edges and some texture, and sometimes a darker no-reflow core; every
+    image channel gets the same sectors at its own blood pool's brightness, as scar spans neighbouring
+    slices. The mask is unchanged, so the network learns that bright wall is still wall.
     """
     out = x.clone()
     for i in np.flatnonzero(rng.random(len(x)) < probability):
-        image = out[i, channel].numpy()
-        painted = _painted(image, out[i, -1].numpy() > 0.5, rng)
-        out[i, channel] = torch.from_numpy(painted)
+        painted = _painted(out[i, :channels].numpy(), out[i, -1].numpy() > 0.5, rng)
+        out[i, :channels] = torch.from_numpy(painted)
     return out
 
 
@@ -185,18 +185,20 @@ def enclosed(wall: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(wall) & ~wall
 
 
-def _painted(image: np.ndarray, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _painted(images: np.ndarray, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``images`` ``(C, H, W)`` with the same scar-like sectors of ``wall`` painted into each."""
     cavity = enclosed(wall)
     if wall.sum() < 30 or cavity.sum() < 5:
-        return image
+        return images
     from_endo = ndimage.distance_transform_edt(~cavity)
     to_epi = ndimage.distance_transform_edt(wall | cavity)
     depth = np.where(wall, from_endo / np.maximum(from_endo + to_epi, 1e-3), 2.0)  # 0 endocardium .. 1 epicardium
     cy, cx = ndimage.center_of_mass(cavity)
-    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    yy, xx = np.mgrid[: wall.shape[0], : wall.shape[1]]
     angle = np.arctan2(yy - cy, xx - cx)
-    blood, healthy = float(np.median(image[cavity])), float(np.median(image[wall]))
-    out = image.astype(np.float32)
+    blood = np.array([np.median(image[cavity]) for image in images], np.float64)[:, None, None]
+    healthy = np.array([np.median(image[wall]) for image in images], np.float64)[:, None, None]
+    out = images.astype(np.float32)
     for _ in range(int(rng.integers(1, 3))):
         centre, extent = rng.uniform(-np.pi, np.pi), np.deg2rad(rng.uniform(25, 160))
         off = np.abs(np.angle(np.exp(1j * (angle - centre))))
@@ -207,7 +209,7 @@ def _painted(image: np.ndarray, wall: np.ndarray, rng: np.random.Generator) -> n
         alpha = np.maximum(
             ndimage.gaussian_filter(region.astype(np.float32), rng.uniform(0.5, 1.5)) * wall, 0.8 * region
         )
-        texture = 1 + rng.normal(0, 0.06, image.shape)
+        texture = 1 + rng.normal(0, 0.06, wall.shape)
         out = out * (1 - alpha) + alpha * np.clip(blood * rng.uniform(0.8, 1.2) * texture, 0, 1)
         if rng.random() < 0.3:  # no-reflow: a dark core at the endocardium
             core = region & (off < extent / 4) & (depth <= transmurality / 2)

@@ -55,6 +55,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     ),
     "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
     "option: wall U-Net depth 5 (not 4)": (LEVELS, {"myocardium": {"config": {"depth": 5}}}),
+    "option: scar painted into the slices below and above too": (
+        LEVELS,
+        {"myocardium": {"config": {"scar_painting_channels": 3}}},
+    ),
     "no drawn train walls, found-heart margin or minimum window (the previous profile)": (
         LEVELS,
         {

@@ -44,6 +44,13 @@ class UNetConfig(PluginConfig):
     scar_painting: float = Field(
         0.0, ge=0, le=1, description="probability of painting scar-like enhancement into a sample's target (a wall)"
     )
+    scar_painting_channels: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="scar painting: the same sectors go into up to this many leading input channels (3 for a 2.5D "
+        "wall: the slices below and above too, as scar spans neighbouring slices)",
+    )
     bias_field: float = Field(0.0, ge=0, le=2, description="random smooth bias field of the image, log-amplitude")
     low_resolution: float = Field(0.0, ge=0, le=1, description="probability of a coarser acquisition (up to 2.5x)")
     blur: float = Field(0.0, ge=0, le=5, description="random Gaussian blur, sigma up to this many pixels")
@@ -155,7 +162,7 @@ class UNetSegmenter(Segmenter):
             for index in minibatches(len(data), cfg.batch_size, rng):
                 batch = data[index]
                 if cfg.scar_painting:
-                    batch = paint_scar(batch, rng, cfg.scar_painting)
+                    batch = paint_scar(batch, rng, cfg.scar_painting, min(cfg.scar_painting_channels, inputs.shape[1]))
                 if cfg.augment:
                     batch = random_dihedral(batch, random_dihedral_codes(len(batch), rng))
                 if cfg.affine:
