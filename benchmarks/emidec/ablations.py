@@ -54,7 +54,7 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         {"myocardium": {"additions": {"neighbours": False}}},
     ),
     "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
-    "option: wall U-Net depth 5 (not 4)": (LEVELS, {"myocardium": {"config": {"depth": 5}}}),
+    "wall U-Net depth 4 (the previous profile)": (LEVELS, {"myocardium": {"config": {"depth": 4}}}),
     "option: scar painted into the slices below and above too": (
         LEVELS,
         {"myocardium": {"config": {"scar_painting_channels": 3}}},
