@@ -89,7 +89,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         {"cam": {"config": {"stack_training": "mil"}}},
     ),
     "option: stack classifier, 8 stacks a batch": ("stack", {"cam": {"config": {"stack_batch_size": 8}}}),
-    "stack classifier trained 40 epochs (the previous profile)": ("stack", {"cam": {"overrides": {"stack": {"epochs": 40}}}}),
+    "stack classifier trained 40 epochs (the previous profile)": (
+        "stack",
+        {"cam": {"overrides": {"stack": {"epochs": 40}}}},
+    ),
     "option: weak U-Nets as ensembles of 3 (mean of 3 seeds)": (
         ("slice", "stack"),
         {"segmentation": {"overrides": {"slice": {"ensemble": 3}, "stack": {"ensemble": 3}}}},
