@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from wsseg.config import validate_params
-from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs, with_neighbours
+from wsseg.data.neighbours import with_neighbours
+from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs
 
 
 class Disc:

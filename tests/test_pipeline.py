@@ -215,10 +215,14 @@ def test_restricting_predictions_to_the_myocardium_only_removes_fibrosis(pipelin
     assert restricted["fibrosis_roi"][outside].max() == 0
 
 
-def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipeline_run, tmp_path):
+@pytest.mark.parametrize(
+    ("additions", "channels"),
+    [({"myocardium_channel": ["slice"]}, 2), ({"myocardium_channel": ["slice"], "neighbours": ["slice"]}, 4)],
+)
+def test_extra_channels_reach_a_weak_segmenter_only_when_asked(pipeline_run, tmp_path, additions, channels):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    segmentation = {**TINY_PARAMS["segmentation"], "additions": {"myocardium_channel": ["slice"]}}
+    segmentation = {**TINY_PARAMS["segmentation"], "additions": additions}
     params = write_params(tmp_path, {**TINY_PARAMS, "segmentation": segmentation})
     refused = runner.invoke(app, ["predict", "--supervision", "slice", "-p", str(params), "-w", str(copy)])
     assert refused.exit_code == 2 and "wsseg train-seg --supervision slice" in refused.output
@@ -229,7 +233,7 @@ def test_the_myocardium_channel_reaches_a_weak_segmenter_only_when_asked(pipelin
     def first_layer_inputs(folder, supervision):
         return load_plugin(folder / "models" / f"fibrosis-{supervision}.pt").network.down[0][0].in_channels
 
-    assert first_layer_inputs(workdir, "slice") == 1 and first_layer_inputs(copy, "slice") == 2
+    assert first_layer_inputs(workdir, "slice") == 1 and first_layer_inputs(copy, "slice") == channels
     assert first_layer_inputs(copy, "pixel") == 2
 
 

@@ -216,6 +216,11 @@ class SegmentationAdditions(Section):
         default_factory=list,
         description="weak levels whose U-Net also gets the myocardium prediction as an input channel, as pixel does",
     )
+    neighbours: list[Supervision] = Field(
+        default_factory=list,
+        description="levels whose U-Net also gets the slices below and above in the case as input channels (2.5D; "
+        "a stack's end slice stands in for its missing neighbour)",
+    )
     wall_scar_dropout: dict[Supervision, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
         description="per level with the myocardium channel, the share of its training slices whose channel loses "

@@ -274,6 +274,7 @@ STAGES: tuple[Stage, ...] = (
             "segmentation.config",
             "segmentation.overrides[key]",
             "segmentation.additions.myocardium_channel[key]",
+            "segmentation.additions.neighbours[key]",
             "segmentation.additions.mixed_supervision[key]",
             "segmentation.additions.self_training[key]",
             "segmentation.additions.wall_scar_dropout[key]",

@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     ),
     "heart box margin 0.3 (not 0.2), the wall model's crops too": (LEVELS, {"heart": {"margin": 0.3}}),
     "wall U-Net depth 4 (the previous profile)": (LEVELS, {"myocardium": {"config": {"depth": 4}}}),
+    "option: wall U-Net trained 150 epochs (not 100)": (LEVELS, {"myocardium": {"config": {"epochs": 150}}}),
     "option: scar painted into the slices below and above too": (
         LEVELS,
         {"myocardium": {"config": {"scar_painting_channels": 3}}},
@@ -104,6 +105,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     "option: half the training walls lose the scar next to the cavity": (
         LEVELS,
         {"segmentation": {"additions": {"wall_scar_dropout": {"pixel": 0.5, "slice": 0.5, "stack": 0.5}}}},
+    ),
+    "option: fibrosis U-Nets see the slices below and above (2.5D)": (
+        LEVELS,
+        {"segmentation": {"additions": {"neighbours": list(LEVELS)}}},
     ),
     "option: slice-level fibrosis from the pseudo-labeler": (
         "slice",

@@ -17,15 +17,22 @@ from scipy import ndimage
 from wsseg.artefacts import read_artefact, read_roi_data, train_model
 from wsseg.augment import segment
 from wsseg.config import Params, Supervision
+from wsseg.data.neighbours import with_neighbours
 from wsseg.data.roi import RoiData
 from wsseg.interfaces import Level, Segmenter
 from wsseg.stages.cams import weak_labels
 from wsseg.workspace import Workspace
 
 
-def fibrosis_inputs(images: np.ndarray, myocardium: np.ndarray, params: Params, supervision: Supervision) -> np.ndarray:
-    """Network input ``(N, C, R, R)``: the image, plus the myocardium where the level gets that channel."""
+def fibrosis_inputs(
+    images: np.ndarray, myocardium: np.ndarray, case_ids: np.ndarray, params: Params, supervision: Supervision
+) -> np.ndarray:
+    """Network input ``(N, C, R, R)``: the image, then the myocardium where the level gets that channel, then
+    the slices below and above in the case where it gets those (``images`` each case's, in order)."""
+    additions = params.segmentation.additions
     channels = [images, myocardium] if params.segmentation.myocardium_channel(supervision) else [images]
+    if supervision in additions.neighbours:
+        channels += list(with_neighbours(images, case_ids)[:, 1:].transpose(1, 0, 2, 3))
     return np.stack(channels, axis=1).astype(np.float32)
 
 
@@ -84,7 +91,7 @@ def train_fibrosis(params: Params, ws: Workspace, supervision: Supervision, devi
     """Train the fibrosis segmenter at one supervision level; validate on the val split's real masks."""
     roi = read_roi_data(params, ws)
     rows, targets = training_set(params, ws, roi, supervision)
-    inputs = fibrosis_inputs(roi.images, roi.myocardium, params, supervision)
+    inputs = fibrosis_inputs(roi.images, roi.myocardium, roi.dataset["case_id"], params, supervision)
     train_inputs = inputs[rows]
     dropout = params.segmentation.additions.wall_scar_dropout.get(supervision, 0)
     if dropout:

@@ -26,6 +26,7 @@ from wsseg.augment import segment
 from wsseg.config import Params
 from wsseg.data.cache import Cache
 from wsseg.data.geometry import bounding_box, crop, normalise_intensity, paste, resize
+from wsseg.data.neighbours import with_neighbours
 from wsseg.data.roi import case_boxes, roi_images
 from wsseg.stages.cases import map_cases
 from wsseg.workspace import Workspace
@@ -87,17 +88,6 @@ def wall_inputs(images: np.ndarray, boxes: np.ndarray, case_ids: np.ndarray, par
     with ``myocardium.additions.neighbours`` ``(N, 3, r, r)``: each crop, then its case's slices below and above."""
     crops = roi_images(images, boxes, params, params.myocardium.roi_size)
     return with_neighbours(crops, case_ids) if params.myocardium.additions.neighbours else crops[:, None]
-
-
-def with_neighbours(slices: np.ndarray, case_ids: np.ndarray) -> np.ndarray:
-    """``(N, H, W)`` slices, each case's in order, as ``(N, 3, H, W)``: the slice, the one below, the one
-    above in its case (at a stack's ends the slice itself)."""
-    rows = np.arange(len(slices))
-    below, above = rows.copy(), rows.copy()
-    same = case_ids[1:] == case_ids[:-1]  # row i + 1 continues row i's case
-    below[1:] = np.where(same, rows[:-1], rows[1:])
-    above[:-1] = np.where(same, rows[1:], rows[:-1])
-    return np.stack([slices, slices[below], slices[above]], axis=1)
 
 
 def train_heart(params: Params, ws: Workspace, device: str) -> Path:

@@ -77,7 +77,7 @@ class Predictor:
         if self.fibrosis is not None:
             fibrosis = segment(
                 self.fibrosis,
-                fibrosis_inputs(image_roi, myo_roi, params, self.supervision),
+                fibrosis_inputs(image_roi, myo_roi, case_ids, params, self.supervision),
                 params.segmentation.additions.flips,
             )
         else:
