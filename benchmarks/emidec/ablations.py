@@ -189,6 +189,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "pixel",
         {"myocardium": {"additions": {"flips": False}}, "segmentation": {"additions": {"flips": False}}},
     ),
+    "slice-level U-Nets 8 channels wide (the previous profile)": (
+        "slice",
+        {"segmentation": {"overrides": {"slice": {"base_channels": 8}}}},
+    ),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
