@@ -29,9 +29,8 @@ def fibrosis_inputs(
 ) -> np.ndarray:
     """Network input ``(N, C, R, R)``: the image, then the myocardium where the level gets that channel, then
     the slices below and above in the case where it gets those (``images`` each case's, in order)."""
-    additions = params.segmentation.additions
     channels = [images, myocardium] if params.segmentation.myocardium_channel(supervision) else [images]
-    if supervision in additions.neighbours:
+    if supervision in params.segmentation.additions.neighbours:
         channels += list(with_neighbours(images, case_ids)[:, 1:].transpose(1, 0, 2, 3))
     return np.stack(channels, axis=1).astype(np.float32)
 
