@@ -193,6 +193,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "slice",
         {"segmentation": {"overrides": {"slice": {"base_channels": 8}}}},
     ),
+    "option: pixel-level U-Net 16 channels wide (not 8)": (
+        "pixel",
+        {"segmentation": {"overrides": {"pixel": {"base_channels": 16}}}},
+    ),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
