@@ -31,7 +31,8 @@ def fibrosis_inputs(
     the slices below and above in the case where it gets those (``images`` each case's, in order)."""
     channels = [images, myocardium] if params.segmentation.myocardium_channel(supervision) else [images]
     if supervision in params.segmentation.additions.neighbours:
-        channels += list(with_neighbours(images, case_ids)[:, 1:].transpose(1, 0, 2, 3))
+        stacked = with_neighbours(images, case_ids)
+        channels += [stacked[:, 1], stacked[:, 2]]  # below, above
     return np.stack(channels, axis=1).astype(np.float32)
 
 
