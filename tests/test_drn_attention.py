@@ -356,6 +356,23 @@ def test_short_fit_learns_separable_problem():
     assert gen.history[-1]["val_auroc"] > 0.9
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_precision_runs_in_bfloat16_only_where_the_device_has_it(monkeypatch, native):
+    import wsseg_drn_attention.generator as module
+
+    monkeypatch.setattr(module, "native_bfloat16", lambda device: native)
+    train, val = blob_set(40, size=32, seed=0), blob_set(20, size=32, seed=1)
+    gen = DRNAttentionCAM(tiny_config(epochs=15, lr=1e-3, mixed_precision=True), seed=0)
+    gen.fit(train, "slice", val=val)
+    weight = next(p for p in gen.model.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
+    assert weight.dtype == torch.float32
+    assert weight.is_contiguous(memory_format=torch.channels_last) == native
+    assert gen.model.bfloat16 == native
+    output = gen.generate(val)
+    assert output.cams.dtype == np.float32
+    assert auroc(output.slice_scores, val.labels) > 0.9
+
+
 def test_stack_training_on_slices_is_slice_training_on_the_stack_labels():
     data = stack_labels(blob_set(6, size=16, depth=3))
     on_slices = DRNAttentionCAM(tiny_config(stack_training="slices"), seed=0)

@@ -13,7 +13,7 @@ from wsseg.augment import random_dihedral, random_dihedral_codes
 from wsseg.distributed import local_share
 from wsseg.interfaces import CAMGenerator, CAMOutput, Level, PluginConfig, WeakSet
 from wsseg.metrics import auroc
-from wsseg.training import Monitor, minibatches, train_ensemble
+from wsseg.training import Monitor, minibatches, native_bfloat16, train_ensemble
 from wsseg_drn_attention.model import CAMNet
 from wsseg_drn_attention.pooling import restrict, restricted_average
 
@@ -59,6 +59,11 @@ class DRNAttentionConfig(PluginConfig):
         ge=1,
         le=16,
         description="train this many classifiers, each from its own seed, and pool the mean of their CAMs",
+    )
+    mixed_precision: bool = Field(
+        False,
+        description="compute the network in bfloat16, channels last, where the device does so natively (GPUs, "
+        "CPUs with AMX or AVX512-BF16); float32 elsewhere, where bfloat16 would be slower",
     )
 
     @field_validator("channels")
@@ -111,7 +116,8 @@ class DRNAttentionCAM(CAMGenerator):
         model = CAMNet(
             2, c.channels, c.attention, c.attention_reduction, c.pool_divisor, c.myo_threshold, c.myo_dilation
         )
-        return model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        return model.compute_in_bfloat16() if c.mixed_precision and native_bfloat16(self.device) else model
 
     @staticmethod
     def network_inputs(data: WeakSet) -> torch.Tensor:

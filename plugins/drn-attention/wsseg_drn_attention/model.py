@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from wsseg_drn_attention.attention import NonLocalAttention
@@ -51,6 +52,13 @@ class CAMNet(nn.Module):
         self.attention: nn.Module = NonLocalAttention(c, attention_reduction) if attention else nn.Identity()
         self.head = nn.Conv2d(c, 1, 1)
         self.pool = MyocardiumRestrictedPool(myo_threshold, myo_dilation, pool_divisor)
+        self.bfloat16 = False
+
+    def compute_in_bfloat16(self) -> CAMNet:
+        """Run the backbone, attention and head in bfloat16, channels last (for devices that do so
+        natively); the CAM and everything pooled from it stay float32."""
+        self.bfloat16 = True
+        return self.to(memory_format=torch.channels_last)
 
     def features(self, x: Tensor) -> Tensor:
         """The attention block's output ``(N, C', H/4, W/4)``, which the 1x1 head turns into the CAM."""
@@ -59,8 +67,11 @@ class CAMNet(nn.Module):
         return self.attention(self.backbone(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        """CAM ``(N, 1, H/4, W/4)`` of ``x`` ``(N, C, H, W)``; H and W must be divisible by 4."""
-        return self.head(self.features(x))
+        """CAM ``(N, 1, H/4, W/4)``, float32, of ``x`` ``(N, C, H, W)``; H and W must be divisible by 4."""
+        if not self.bfloat16:
+            return self.head(self.features(x))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.head(self.features(x.contiguous(memory_format=torch.channels_last))).float()
 
     def pooling_mask(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """The myocardium pooling mask (float 0/1) of input ``x`` on a ``size`` grid: ``(N, 1, *size)``."""
