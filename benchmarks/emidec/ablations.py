@@ -197,6 +197,14 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "pixel",
         {"segmentation": {"overrides": {"pixel": {"base_channels": 16}}}},
     ),
+    "option: stack-level U-Nets 16 channels wide (not 8)": (
+        "stack",
+        {"segmentation": {"overrides": {"stack": {"base_channels": 16}}}},
+    ),
+    "option: fibrosis U-Nets in bfloat16 (mixed precision)": (
+        LEVELS,
+        {"segmentation": {"config": {"mixed_precision": True}}},
+    ),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
     "pixel-level U-Net trained 40 epochs": ("pixel", {"segmentation": {"overrides": {"pixel": {"epochs": 40}}}}),
