@@ -193,6 +193,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "slice",
         {"segmentation": {"overrides": {"slice": {"base_channels": 8}}}},
     ),
+    "option: slice-level U-Nets as ensembles of 5 (not 3)": (
+        "slice",
+        {"segmentation": {"overrides": {"slice": {"ensemble": 5}}}},
+    ),
     "option: pixel-level U-Net 16 channels wide (not 8)": (
         "pixel",
         {"segmentation": {"overrides": {"pixel": {"base_channels": 16}}}},
@@ -204,6 +208,11 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
     "option: fibrosis U-Nets in bfloat16 (mixed precision)": (
         LEVELS,
         {"segmentation": {"config": {"mixed_precision": True}}},
+    ),
+    "option: fibrosis U-Nets on Dice + cross-entropy": (LEVELS, {"segmentation": {"config": {"bce_weight": 1}}}),
+    "option: classifiers in bfloat16 (mixed precision)": (
+        ("slice", "stack"),
+        {"cam": {"config": {"mixed_precision": True}}},
     ),
     "option: fibrosis U-Net depth 5": ("slice", {"segmentation": {"config": {"depth": 5}}}),
     "option: fibrosis U-Net depth 5, pixel-level": ("pixel", {"segmentation": {"config": {"depth": 5}}}),
