@@ -19,7 +19,15 @@ from wsseg.errors import ConfigError, excerpt
 from wsseg.hashing import config_hash
 from wsseg.progress import progress_bar
 
-__all__ = ["Monitor", "minibatches", "native_bfloat16", "resolve_device", "seed_everything", "train_loop"]
+__all__ = [
+    "Monitor",
+    "in_bfloat16",
+    "minibatches",
+    "native_bfloat16",
+    "resolve_device",
+    "seed_everything",
+    "train_loop",
+]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -40,6 +48,12 @@ def native_bfloat16(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up with a fallback
     return device.type == "cpu" and any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def in_bfloat16(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``forward(x)`` under bfloat16 autocast with ``x`` channels last; the result in float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return forward(x.contiguous(memory_format=torch.channels_last)).float()
 
 
 def seed_everything(seed: int) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from wsseg.training import in_bfloat16
 from wsseg_drn_attention.attention import NonLocalAttention
 from wsseg_drn_attention.drn import DEFAULT_CHANNELS, DRND22
 from wsseg_drn_attention.pooling import Divisor, MyocardiumRestrictedPool, restrict, restricted_average
@@ -68,10 +69,10 @@ class CAMNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """CAM ``(N, 1, H/4, W/4)``, float32, of ``x`` ``(N, C, H, W)``; H and W must be divisible by 4."""
-        if not self.bfloat16:
-            return self.head(self.features(x))
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return self.head(self.features(x.contiguous(memory_format=torch.channels_last))).float()
+        return in_bfloat16(self._cam, x) if self.bfloat16 else self._cam(x)
+
+    def _cam(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
 
     def pooling_mask(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """The myocardium pooling mask (float 0/1) of input ``x`` on a ``size`` grid: ``(N, 1, *size)``."""

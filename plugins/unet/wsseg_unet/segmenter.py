@@ -18,7 +18,7 @@ from wsseg.augment import (
 )
 from wsseg.distributed import local_share
 from wsseg.interfaces import PluginConfig, Segmenter
-from wsseg.training import Monitor, minibatches, native_bfloat16, train_ensemble
+from wsseg.training import Monitor, in_bfloat16, minibatches, native_bfloat16, train_ensemble
 from wsseg_unet.loss import bright_wall, dice_loss
 from wsseg_unet.model import UNet
 
@@ -147,10 +147,7 @@ class UNetSegmenter(Segmenter):
     def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, K, H, W)`` in float32 (``K`` 1: sigmoid; more: softmax over the classes);
         convolutions in bfloat16 with ``mixed_precision`` on a device that has it natively."""
-        if not self._bfloat16:
-            return model(x)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return model(x.contiguous(memory_format=torch.channels_last)).float()
+        return in_bfloat16(model, x) if self._bfloat16 else model(x)
 
     def fit(self, inputs, targets, *, val_inputs=None, val_targets=None, monitor: Monitor | None = None) -> None:
         cfg = self.config
