@@ -9,7 +9,8 @@ Run after ``bash benchmarks/emidec/run.sh`` (from the repository root)::
 Each variant is the benchmark's params.yaml with one override. It gets its own workspace under
 ``data/emidec/ablations/<name>/``; every artefact whose lineage (config hash) equals the benchmark
 run's is hard-linked from it instead of recomputed, so e.g. a pseudo-label switch retrains only the
-fibrosis U-Net. Results go to ``data/emidec/ablations.json`` and a markdown table on stdout.
+fibrosis U-Net; a stale one (made by other params or another wsseg) stops the variant before it
+starts. Results go to ``data/emidec/ablations.json`` and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from pathlib import Path
 from seeded_run import PARAMS, SEED, WORKDIR  # benchmarks/emidec/, beside this script
 
 from wsseg.artefacts import read_artefact
-from wsseg.config import merge, read_mapping, validate_params
-from wsseg.pipeline import artefact_path, lineage, planned_steps, run_stage
+from wsseg.checkpoint import read_checkpoint
+from wsseg.config import Params, merge, read_mapping, validate_params
+from wsseg.data.cache import read_cache
+from wsseg.errors import CacheError
+from wsseg.pipeline import Stage, artefact_path, lineage, planned_steps, run_stage
 from wsseg.reference import REFERENCES
 from wsseg.stages.evaluate import evaluate
 from wsseg.stages.report import cam_figure, example_slices
@@ -263,18 +267,15 @@ def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(WORKDIR)
     started = time.perf_counter()
-    for stage, key in planned_steps(params):
-        if stage.command in ("evaluate", "report"):
-            continue
-        path, base_path = artefact_path(ws, stage.makes, key), artefact_path(base_ws, stage.makes, key)
-        if lineage(params, stage.makes, key) == lineage(base_params, stage.makes, key) and base_path.exists():
+    steps = _steps(name, params, base_params, base_ws)
+    for stage, key, linked in steps:
+        path = artefact_path(ws, stage.makes, key)
+        if linked:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
-            os.link(base_path, path)
-        elif stage.command in OWN_STAGES:
-            run_stage(stage, params, ws, key, device)
+            os.link(artefact_path(base_ws, stage.makes, key), path)
         else:
-            raise SystemExit(f"{name}: {path} must come from the benchmark run; run benchmarks/emidec/run.sh first")
+            run_stage(stage, params, ws, key, device)
     metrics = json.loads(evaluate(params, ws).read_text())
     seconds = round(time.perf_counter() - started)
     rows = {}
@@ -292,6 +293,29 @@ def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_
             "seconds": seconds,
         }
     return rows
+
+
+def _steps(name: str, params: Params, base_params: Params, base_ws: Workspace) -> list[tuple[Stage, str | None, bool]]:
+    """The variant's steps up to ``predict``, each with whether the benchmark run's artefact serves it.
+
+    It serves where its lineage is the variant's; every such artefact is checked current (a plugin
+    config key added since the run changes every lineage from its stage on) before anything runs.
+    """
+    steps = []
+    for stage, key in planned_steps(params):
+        if stage.command in ("evaluate", "report"):
+            continue
+        base_path, expected = artefact_path(base_ws, stage.makes, key), lineage(base_params, stage.makes, key)
+        linked = lineage(params, stage.makes, key) == expected and base_path.exists()
+        if linked:
+            try:
+                (read_checkpoint if base_path.suffix == ".pt" else read_cache)(base_path, expected_config=expected)
+            except CacheError as error:
+                raise SystemExit(f"the benchmark run is stale: {error} Rerun benchmarks/emidec/run.sh.") from None
+        elif stage.command not in OWN_STAGES:
+            raise SystemExit(f"{name}: {base_path} must come from the benchmark run; run benchmarks/emidec/run.sh")
+        steps.append((stage, key, linked))
+    return steps
 
 
 def main(names: list[str]) -> None:
