@@ -7,7 +7,7 @@ import pytest
 
 from wsseg.config import validate_params
 from wsseg.data.neighbours import with_neighbours
-from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, largest_component, wall_inputs
+from wsseg.stages.myocardium import MyocardiumFinder, heart_boxes, heart_region, wall_inputs
 
 
 class Disc:
@@ -57,9 +57,19 @@ def test_a_stray_blob_does_not_stretch_the_heart_box():
     mask = np.zeros((64, 64), bool)
     mask[20:40, 20:40] = True
     mask[2:4, 60:62] = True
-    assert largest_component(mask).sum() == 400
+    assert heart_region(mask[None].astype(np.float32), 0.5).sum() == 400
     box = heart_boxes(mask[None].astype(np.float32), np.array(["a"]), validate_params({}), margin=0.0)[0]
     np.testing.assert_allclose(box, [20, 20, 40, 40])
+
+
+def test_the_heart_is_the_region_found_through_the_stack_not_the_largest_on_one_slice():
+    probability = np.zeros((4, 64, 64), np.float32)
+    probability[:, 10:30, 10:30] = 0.9  # the heart, on every slice
+    probability[1, 35:64, 30:64] = 1.0  # a larger, confident stray region on one slice
+    region = heart_region(probability, 0.5)
+    assert region.sum() == 400 and region[20, 20]
+    case = np.array(["a"] * 4)
+    np.testing.assert_allclose(heart_boxes(probability, case, validate_params({}), margin=0.0)[0], [10, 10, 30, 30])
 
 
 class Bright:

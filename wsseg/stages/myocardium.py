@@ -2,9 +2,10 @@
 
 Step 1 (``heart``) sees each whole slice shrunk to ``heart.image_size`` and finds the heart (cavity
 and myocardium); it is trained with strong zoom, shift and contrast augmentation, so it finds
-hearts that fill a fifth of the image or most of it. Its union over a case's slices, grown by
-``heart.margin`` (``heart.additions.found_margin`` where set), is the case's heart box (with
-``heart.zoom_in``, found again on a closer window).
+hearts that fill a fifth of the image or most of it. Of its union over a case's slices, the region
+holding the most heart probability through the stack, grown by ``heart.margin``
+(``heart.additions.found_margin`` where set), is the case's heart box (with ``heart.zoom_in``, found
+again on a closer window).
 Step 2 (``myocardium``) segments the wall inside that box, cropped to ``myocardium.roi_size``: one
 canonical scale whatever the scanner's field of view (re-normalised to the crop's intensity
 percentiles with ``data.additions.roi_normalise``). The wall's probabilities are pasted back on the
@@ -61,8 +62,8 @@ def heart_inputs(images: np.ndarray, params: Params) -> np.ndarray:
 
 
 def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params, margin: float) -> np.ndarray:
-    """One box per slice: around its case's heart, the largest region where ``probability`` exceeds
-    ``heart.threshold`` on some slice of the case, grown by ``margin`` of its extent.
+    """One box per slice: around its case's :func:`heart_region` at ``heart.threshold``, grown by ``margin``
+    of its extent.
 
     A case where no heart is found gets a centred box of half the grid.
     """
@@ -70,17 +71,24 @@ def heart_boxes(probability: np.ndarray, case_ids: np.ndarray, params: Params, m
     grid = probability.shape[-1]
     for case in np.unique(case_ids):
         rows = case_ids == case
-        found = largest_component((probability[rows] > params.heart.threshold).any(axis=0))
+        found = heart_region(probability[rows], params.heart.threshold)
         boxes[rows] = bounding_box(found, margin, 0 if found.any() else grid / 2)
     return boxes
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected region of a 2D ``mask`` (an empty mask stays empty)."""
-    regions, count = ndimage.label(mask, structure=np.ones((3, 3)))
+def heart_region(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """A case's heart on its grid: of the 8-connected regions where ``probability`` ``(n, H, W)`` exceeds
+    ``threshold`` on some slice, the one holding the most probability over all ``n`` slices.
+
+    A heart runs through the slices of a stack; a confident stray region on one or two of them (a
+    bright organ taken for heart) holds less, however large it is there.
+    """
+    found = (probability > threshold).any(axis=0)
+    regions, count = ndimage.label(found, structure=np.ones((3, 3)))
     if count <= 1:
-        return mask.astype(bool)
-    return regions == 1 + int(np.argmax(ndimage.sum(mask, regions, range(1, count + 1))))
+        return found
+    mass = ndimage.sum(probability.sum(axis=0), regions, range(1, count + 1))
+    return regions == 1 + int(np.argmax(mass))
 
 
 def wall_inputs(images: np.ndarray, boxes: np.ndarray, case_ids: np.ndarray, params: Params) -> np.ndarray:
