@@ -83,7 +83,7 @@ def heart_region(probability: np.ndarray, threshold: float) -> np.ndarray:
     A heart runs through the slices of a stack; a confident stray region on one or two of them (a
     bright organ taken for heart) holds less, however large it is there.
     """
-    found = (probability > threshold).any(axis=0)
+    found: np.ndarray = np.any(probability > threshold, axis=0)
     regions, count = ndimage.label(found, structure=np.ones((3, 3)))
     if count <= 1:
         return found
