@@ -267,13 +267,12 @@ def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_
     params, base_params = validate_params(raw), validate_params(base_raw)
     ws, base_ws = workspace(name), Workspace(WORKDIR)
     started = time.perf_counter()
-    steps = _steps(name, params, base_params, base_ws)
-    for stage, key, linked in steps:
-        path = artefact_path(ws, stage.makes, key)
-        if linked:
+    for stage, key, source in _steps(name, params, base_params, base_ws):
+        if source is not None:
+            path = artefact_path(ws, stage.makes, key)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
-            os.link(artefact_path(base_ws, stage.makes, key), path)
+            os.link(source, path)
         else:
             run_stage(stage, params, ws, key, device)
     metrics = json.loads(evaluate(params, ws).read_text())
@@ -295,10 +294,12 @@ def run_variant(name: str, supervisions: tuple[str, ...], overrides: dict, base_
     return rows
 
 
-def _steps(name: str, params: Params, base_params: Params, base_ws: Workspace) -> list[tuple[Stage, str | None, bool]]:
-    """The variant's steps up to ``predict``, each with whether the benchmark run's artefact serves it.
+def _steps(
+    name: str, params: Params, base_params: Params, base_ws: Workspace
+) -> list[tuple[Stage, str | None, Path | None]]:
+    """The variant's steps up to ``predict``, each with the benchmark run's artefact that serves it (or None).
 
-    It serves where its lineage is the variant's; every such artefact is checked current (a plugin
+    One serves where its lineage is the variant's; every such artefact is checked current (a plugin
     config key added since the run changes every lineage from its stage on) before anything runs.
     """
     steps = []
@@ -314,7 +315,7 @@ def _steps(name: str, params: Params, base_params: Params, base_ws: Workspace) -
                 raise SystemExit(f"the benchmark run is stale: {error} Rerun benchmarks/emidec/run.sh.") from None
         elif stage.command not in OWN_STAGES:
             raise SystemExit(f"{name}: {base_path} must come from the benchmark run; run benchmarks/emidec/run.sh")
-        steps.append((stage, key, linked))
+        steps.append((stage, key, base_path if linked else None))
     return steps
 
 
