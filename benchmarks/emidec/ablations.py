@@ -201,9 +201,9 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "slice",
         {"segmentation": {"overrides": {"slice": {"ensemble": 5}}}},
     ),
-    "option: pixel-level U-Net 16 channels wide (not 8)": (
+    "pixel-level U-Net 8 channels wide (the previous profile)": (
         "pixel",
-        {"segmentation": {"overrides": {"pixel": {"base_channels": 16}}}},
+        {"segmentation": {"overrides": {"pixel": {"base_channels": 8}}}},
     ),
     "option: stack-level U-Nets 16 channels wide (not 8)": (
         "stack",
