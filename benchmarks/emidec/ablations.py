@@ -209,6 +209,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         "stack",
         {"segmentation": {"overrides": {"stack": {"base_channels": 16}}}},
     ),
+    "option: fibrosis U-Nets trained half as long (pixel 80 epochs, weak levels 20)": (
+        LEVELS,
+        {"segmentation": {"overrides": {"pixel": {"epochs": 80}, "slice": {"epochs": 20}, "stack": {"epochs": 20}}}},
+    ),
     "option: fibrosis U-Nets in bfloat16 (mixed precision)": (
         LEVELS,
         {"segmentation": {"config": {"mixed_precision": True}}},
