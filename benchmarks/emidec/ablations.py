@@ -213,11 +213,19 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         LEVELS,
         {"segmentation": {"overrides": {"pixel": {"epochs": 80}, "slice": {"epochs": 20}, "stack": {"epochs": 20}}}},
     ),
+    "option: slice-level U-Nets trained with random gamma and a bias field (as the wall's)": (
+        "slice",
+        {"segmentation": {"overrides": {"slice": {"gamma": 0.5, "bias_field": 0.3}}}},
+    ),
     "option: fibrosis U-Nets in bfloat16 (mixed precision)": (
         LEVELS,
         {"segmentation": {"config": {"mixed_precision": True}}},
     ),
     "option: fibrosis U-Nets on Dice + cross-entropy": (LEVELS, {"segmentation": {"config": {"bce_weight": 1}}}),
+    "option: slice-level U-Nets on Dice + cross-entropy": (
+        "slice",
+        {"segmentation": {"overrides": {"slice": {"bce_weight": 1}}}},
+    ),
     "option: classifiers in bfloat16 (mixed precision)": (
         ("slice", "stack"),
         {"cam": {"config": {"mixed_precision": True}}},
