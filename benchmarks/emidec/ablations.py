@@ -213,6 +213,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         LEVELS,
         {"segmentation": {"overrides": {"pixel": {"epochs": 80}, "slice": {"epochs": 20}, "stack": {"epochs": 20}}}},
     ),
+    "option: pixel-level U-Net trained 80 epochs (not 160)": (
+        "pixel",
+        {"segmentation": {"overrides": {"pixel": {"epochs": 80}}}},
+    ),
     "option: slice-level U-Nets trained with random gamma and a bias field (as the wall's)": (
         "slice",
         {"segmentation": {"overrides": {"slice": {"gamma": 0.5, "bias_field": 0.3}}}},

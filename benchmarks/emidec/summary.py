@@ -7,7 +7,7 @@ Run after ``bash benchmarks/emidec/run.sh`` and ``WSSEG_SEED=1 bash benchmarks/e
 
 Prints two markdown tables: the headline figures per seed with their mean, and each ablation's
 fibrosis Dice per seed with its mean change against the benchmark's own level. An option is worth
-keeping only when it wins on every seed.
+keeping only when it wins on two seeds and raises their mean (docs/benchmark.md).
 """
 
 from __future__ import annotations
