@@ -64,6 +64,20 @@ def test_random_gamma_changes_only_the_image_channel_keeping_range_and_order():
     assert torch.allclose(random_gamma(x, np.random.default_rng(0), 0.0), x)
 
 
+def test_intensity_changes_give_leading_channels_one_draw_and_leave_the_rest():
+    x = 0.2 + 0.3 * torch.rand(4, 3, 16, 16)  # a slice, its neighbour (1.5x as bright), a target
+    x[:, 1] = 1.5 * x[:, 0]
+    gamma = random_gamma(x, np.random.default_rng(0), 0.4, channels=2)
+    exponent = gamma[:, :2].log() / x[:, :2].log()
+    assert torch.allclose(exponent[:, 0], exponent[:, 1], atol=1e-4)  # one exponent for both images
+    biased = random_intensity(x, np.random.default_rng(0), bias_field=0.3, channels=2)
+    assert torch.allclose(biased[:, 1] / x[:, 1], biased[:, 0] / x[:, 0], atol=1e-5)  # one field for both
+    together = renormalise(x, channels=2)
+    assert torch.allclose(together[:, 1].amax((1, 2)), torch.ones(4)) and together[:, 0].amax() < 0.9
+    for out in (gamma, biased, together):
+        assert torch.equal(out[:, 2], x[:, 2])
+
+
 def test_random_affine_zoom_magnifies_within_its_log_range():
     x = torch.zeros(64, 1, 64, 64)
     x[:, :, 24:40, 24:40] = 1

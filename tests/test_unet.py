@@ -95,8 +95,8 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
 
     calls = []
 
-    def spy(batch, rng, strength):
-        calls.append((tuple(batch.shape), strength))
+    def spy(batch, rng, strength, channels):
+        calls.append((tuple(batch.shape), strength, channels))
         return batch
 
     monkeypatch.setattr(module, "random_gamma", spy)
@@ -107,7 +107,28 @@ def test_gamma_option_applies_random_gamma_to_the_training_batches_only_when_set
     UNetSegmenter({"epochs": 2, "base_channels": 4, "depth": 2, "batch_size": 2, "gamma": gamma}, seed=0).fit(
         images, targets
     )
-    assert calls == ([((2, 3, 16, 16), gamma)] * 4 if gamma else [])
+    assert calls == ([((2, 3, 16, 16), gamma, 1)] * 4 if gamma else [])
+
+
+@pytest.mark.parametrize(("asked", "touched"), [(1, 1), (2, 2), (5, 2)])
+def test_intensity_channels_reach_the_augmentations_and_never_the_target(monkeypatch, asked, touched):
+    import wsseg_unet.segmenter as module
+
+    seen = []
+
+    def spy(batch, *_, channels, **settings):
+        seen.append(channels)
+        return batch
+
+    monkeypatch.setattr(module, "random_intensity", spy)
+    monkeypatch.setattr(module, "renormalise", spy)
+    images, targets = (
+        np.random.default_rng(0).random((4, 2, 16, 16)).astype(np.float32),
+        np.zeros((4, 16, 16), np.float32),
+    )
+    config = {"epochs": 1, "base_channels": 4, "depth": 2, "batch_size": 4, "bias_field": 0.3, "renormalise": True}
+    UNetSegmenter({**config, "intensity_channels": asked}, seed=0).fit(images, targets)
+    assert seen == [touched, touched]  # two input channels: a larger ask stops short of the target
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -133,7 +154,7 @@ def test_renormalise_option_normalises_every_training_batch_only_when_set(monkey
 
     seen = []
 
-    def spy(batch):
+    def spy(batch, channels):
         seen.append(tuple(batch.shape))
         return batch
 

@@ -5,9 +5,11 @@ affine warps (any rotation angle, scaling, shifts; bilinear, via kornia). At tes
 :func:`flip_averaged` averages a prediction over the image's flips, and :func:`explain` a CAM
 generator's output (over flips and scales). All channels of a sample (image, myocardium,
 target...) get the same transform, so stack inputs and targets along ``C`` first. Intensity
-transforms change the image channel only: :func:`random_gamma` (contrast), :func:`random_intensity`
-(bias field, coarser acquisition, blur, noise) and :func:`paint_scar` (scar-like enhancement inside
-the target myocardium). Randomness comes from a NumPy generator, so a seed reproduces an epoch exactly.
+transforms change the leading image channels only (one by default; a slice and its neighbours
+together, with one draw per sample, as one acquisition): :func:`random_gamma` (contrast),
+:func:`random_intensity` (bias field, coarser acquisition, blur, noise), :func:`renormalise` and
+:func:`paint_scar` (scar-like enhancement inside the target myocardium). Randomness comes from a
+NumPy generator, so a seed reproduces an epoch exactly.
 
 Dihedral codes ``0..7``: ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``.
 Non-square inputs only get the shape-keeping codes (0, 2, 4, 6).
@@ -97,12 +99,13 @@ def random_affine(
     )
 
 
-def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channel: int = 0) -> Tensor:
-    """Raise ``channel`` of each sample of ``x`` ``(N, C, H, W)``, intensities in 0..1, to a random
-    power ``exp(u)``, ``u`` uniform in +-``strength``: contrast changes that keep 0, 1 and the order."""
+def random_gamma(x: Tensor, rng: np.random.Generator, strength: float, channels: int = 1) -> Tensor:
+    """Raise the first ``channels`` channels of each sample of ``x`` ``(N, C, H, W)``, intensities in
+    0..1, to one random power ``exp(u)``, ``u`` uniform in +-``strength``: contrast changes that keep
+    0, 1 and the order."""
     exponent = torch.as_tensor(np.exp(rng.uniform(-strength, strength, len(x))), dtype=x.dtype, device=x.device)
     out = x.clone()
-    out[:, channel] = KE.adjust_gamma(x[:, channel].clamp(0, 1), exponent)  # clamped first: no NaN below 0
+    out[:, :channels] = KE.adjust_gamma(x[:, :channels].clamp(0, 1), exponent)  # clamped first: no NaN below 0
     return out
 
 
@@ -114,9 +117,10 @@ def random_intensity(
     low_resolution: float = 0.0,
     blur: float = 0.0,
     noise: float = 0.0,
-    channel: int = 0,
+    channels: int = 1,
 ) -> Tensor:
-    """Scanner-like changes to ``channel`` of each sample of ``x`` ``(N, C, H, W)`` (intensities in 0..1):
+    """Scanner-like changes to the first ``channels`` channels of each sample of ``x`` ``(N, C, H, W)``
+    (intensities in 0..1; one draw per sample for all of them):
 
     a smooth multiplicative bias field (log-amplitude std ``bias_field / 2``), acquisition on a
     coarser grid with probability ``low_resolution`` (down by up to 2.5x, then back up), a Gaussian
@@ -124,7 +128,7 @@ def random_intensity(
     ``noise`` times the sample's mean). Zero settings are skipped; the result is clamped to 0..1.
     """
     n, _, height, width = x.shape
-    image = x[:, channel : channel + 1].clone()
+    image = x[:, :channels].clone()
     if bias_field:
         field = torch.as_tensor(rng.normal(0, bias_field / 2, (n, 1, 3, 3)), dtype=x.dtype)
         image = image * torch.exp(F.interpolate(field, size=(height, width), mode="bicubic", align_corners=True))
@@ -146,20 +150,21 @@ def random_intensity(
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         image = image + std * torch.randn(image.shape, generator=generator, dtype=x.dtype)
     out = x.clone()
-    out[:, channel : channel + 1] = image.clamp(0, 1)
+    out[:, :channels] = image.clamp(0, 1)
     return out
 
 
-def renormalise(x: Tensor, channel: int = 0, low: float = 0.01, high: float = 0.995) -> Tensor:
-    """Map the ``low``..``high`` quantiles of ``channel`` of each sample of ``x`` ``(N, C, H, W)`` to
-    0..1 (clipped), as :func:`wsseg.data.geometry.normalise_intensity` does to a whole slice at
-    ingest: after a zoom, a sample is normalised over what it shows, as an input at inference is."""
-    image = x[:, channel].flatten(1).float()
+def renormalise(x: Tensor, channels: int = 1, low: float = 0.01, high: float = 0.995) -> Tensor:
+    """Map the ``low``..``high`` quantiles of the first ``channels`` channels of each sample of ``x``
+    ``(N, C, H, W)`` (taken over them together) to 0..1 (clipped), as
+    :func:`wsseg.data.geometry.normalise_intensity` does to a whole slice at ingest: after a zoom, a
+    sample is normalised over what it shows, as an input at inference is."""
+    image = x[:, :channels].flatten(1).float()
     bounds = torch.quantile(image, torch.tensor([low, high], device=x.device), dim=1)
-    lo, hi = bounds[0][:, None, None], bounds[1][:, None, None]
+    lo, hi = bounds[0][:, None, None, None], bounds[1][:, None, None, None]
     out = x.clone()
-    scaled = (x[:, channel] - lo) / (hi - lo).clamp_min(1e-6)
-    out[:, channel] = torch.where(hi > lo, scaled.clamp(0, 1), torch.zeros_like(scaled))
+    scaled = (x[:, :channels] - lo) / (hi - lo).clamp_min(1e-6)
+    out[:, :channels] = torch.where(hi > lo, scaled.clamp(0, 1), torch.zeros_like(scaled))
     return out
 
 

@@ -51,6 +51,14 @@ class UNetConfig(PluginConfig):
         description="scar painting: the same sectors go into up to this many leading input channels (3 for a 2.5D "
         "wall: the slices below and above too, as scar spans neighbouring slices)",
     )
+    intensity_channels: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="gamma, bias field, coarser acquisition, blur, noise and renormalisation change up to this many "
+        "leading input channels together, with one draw a sample (3 for a 2.5D wall: the slice and its neighbours, "
+        "one acquisition)",
+    )
     bias_field: float = Field(0.0, ge=0, le=2, description="random smooth bias field of the image, log-amplitude")
     low_resolution: float = Field(0.0, ge=0, le=1, description="probability of a coarser acquisition (up to 2.5x)")
     blur: float = Field(0.0, ge=0, le=5, description="random Gaussian blur, sigma up to this many pixels")
@@ -154,6 +162,7 @@ class UNetSegmenter(Segmenter):
         classes = max(2, int(targets.max()) + 1 if targets.size else 2)
         data = torch.from_numpy(np.concatenate([inputs, one_hot(targets, classes)], axis=1).astype(np.float32))
         channels = classes - 1  # the target's channels, last in each sample: one per class above 0
+        images = min(cfg.intensity_channels, inputs.shape[1])  # the leading input channels intensity changes touch
 
         def batches(rng: np.random.Generator):
             for index in minibatches(len(data), cfg.batch_size, rng):
@@ -165,11 +174,11 @@ class UNetSegmenter(Segmenter):
                 if cfg.affine:
                     batch = random_affine(batch, rng, cfg.affine_degrees, shift=cfg.affine_shift, zoom=cfg.affine_zoom)
                 if cfg.gamma:
-                    batch = random_gamma(batch, rng, cfg.gamma)
+                    batch = random_gamma(batch, rng, cfg.gamma, images)
                 if cfg.intensity():
-                    batch = random_intensity(batch, rng, **cfg.intensity())
+                    batch = random_intensity(batch, rng, **cfg.intensity(), channels=images)
                 if cfg.renormalise:
-                    batch = renormalise(batch)
+                    batch = renormalise(batch, channels=images)
                 yield local_share(batch)  # augmented as a whole: the random draws stay the same in every process
 
         def loss(model, batch):
