@@ -153,3 +153,13 @@ def test_an_addition_counts_in_a_lineage_only_when_it_is_on(monkeypatch):
     flips = lineage(validate_params({"myocardium": {"additions": {"flips": True}}}), "myocardium_model")
     cavity = lineage(validate_params({"myocardium": {"additions": {"cavity_class": True}}}), "myocardium_model")
     assert len({before, flips, cavity}) == 3
+
+
+def test_bfloat16_sections_are_those_whose_config_or_an_override_asks_for_it():
+    raw = {
+        "myocardium": {"config": {"mixed_precision": True}},
+        "segmentation": {"overrides": {"stack": {"mixed_precision": True}}},
+        "cam": {"config": {"mixed_precision": False}},
+    }
+    assert validate_params(raw).bfloat16_sections() == ["myocardium", "segmentation"]
+    assert validate_params({}).bfloat16_sections() == []

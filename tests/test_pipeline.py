@@ -27,6 +27,22 @@ from wsseg_test_plugin import CAMThresholdLabeler
 runner = CliRunner()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_run_all_says_when_bfloat16_asked_for_runs_in_float32(pipeline_run, tmp_path, monkeypatch, native):
+    import wsseg.cli as cli
+
+    _, workdir, _ = pipeline_run
+    monkeypatch.setattr(cli, "planned_steps", lambda params: [])  # the stages ran in the fixture
+    monkeypatch.setattr(cli, "native_bfloat16", lambda device: native)
+    shutil.copy(workdir / "metrics.json", tmp_path / "metrics.json")
+    params = write_params(tmp_path, merge(TINY_PARAMS, {"heart": {"config": {"mixed_precision": True}}}))
+    result = runner.invoke(app, ["run-all", "-p", str(params), "-w", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    said = "note: bfloat16 (mixed_precision) is asked for in heart, but this cpu does not compute it natively"
+    assert (said in result.output) == (not native)
+    assert json.loads((tmp_path / "timings.json").read_text())["native_bfloat16"] == native
+
+
 def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     _, workdir, result = pipeline_run
     assert result.exit_code == 0, result.output

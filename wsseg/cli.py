@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, cast
 
+import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +22,7 @@ from wsseg.config import Params, Supervision, load_params, parse_yaml
 from wsseg.errors import ConfigError, PluginError, WssegError, excerpt, one_line
 from wsseg.pipeline import STAGES, dvc_yaml, planned_steps, run_stage, stage_named
 from wsseg.registry import GROUPS, Kind, disable, enable, get_plugin, kinds_of, list_plugins
-from wsseg.training import resolve_device
+from wsseg.training import native_bfloat16, resolve_device
 from wsseg.workspace import Workspace
 
 app = typer.Typer(
@@ -325,6 +326,14 @@ def report(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = 
     _run("report", params, workdir)
 
 
+def _float32_note(sections: list[str], device: str) -> str:
+    """What run-all says where ``sections`` ask for bfloat16 that ``device`` lacks."""
+    return (
+        f"bfloat16 (mixed_precision) is asked for in {', '.join(sections)}, but this {device} does not compute it "
+        "natively (a CPU needs AMX or AVX512-BF16): those networks run in float32, more slowly"
+    )
+
+
 def _peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -339,6 +348,9 @@ def run_all(
 
     p, ws, dev = _setup(params, workdir, device, processes=True)
     console.rule(escape(f"wsseg run-all on {p.data.source} ({dev})"))
+    native = native_bfloat16(torch.device(dev))
+    if not native and (asked := p.bfloat16_sections()):
+        _say(console, "[yellow]note:[/yellow]", _float32_note(asked, dev))
     timings = []
     start = time.perf_counter()
     for made_by, key in planned_steps(p):
@@ -361,7 +373,13 @@ def run_all(
         {"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)}
         for name, seconds, memory in timings
     ]
-    summary = {"device": str(dev), "total_s": round(total, 1), "peak_mib": round(_peak_memory_mib()), "stages": stages}
+    summary = {
+        "device": str(dev),
+        "native_bfloat16": native,
+        "total_s": round(total, 1),
+        "peak_mib": round(_peak_memory_mib()),
+        "stages": stages,
+    }
     distributed.on_main(ws.timings.write_text)(json.dumps(summary, indent=2))
     _done(f"metrics: {ws.metrics}  report: {ws.report / 'report.md'}  peak memory: {_peak_memory_mib():.0f} MiB")
 

@@ -356,6 +356,16 @@ class Params(Section):
         """Whether ``supervision``'s fibrosis comes from the pseudo-labeler, not a U-Net (``slice_level_labeler``)."""
         return supervision == "slice" and self.segmentation.additions.slice_level_labeler
 
+    def bfloat16_sections(self) -> list[str]:
+        """The plugin sections whose networks ask for bfloat16 (``mixed_precision`` in their config or an override)."""
+        sections = []
+        for section in PLUGIN_KINDS:
+            chosen = getattr(self, section)
+            configs = [chosen.config, *getattr(chosen, "overrides", {}).values()]
+            if any(config.get("mixed_precision") for config in configs):
+                sections.append(section)
+        return sections
+
     def plugin_config(self, section: str, key: str | None = None) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...).
 
