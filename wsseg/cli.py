@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, cast
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -326,14 +325,6 @@ def report(params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = 
     _run("report", params, workdir)
 
 
-def _float32_note(sections: list[str], device: str) -> str:
-    """What run-all says where ``sections`` ask for bfloat16 that ``device`` lacks."""
-    return (
-        f"bfloat16 (mixed_precision) is asked for in {', '.join(sections)}, but this {device} does not compute it "
-        "natively (a CPU needs AMX or AVX512-BF16): those networks run in float32, more slowly"
-    )
-
-
 def _peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -348,9 +339,13 @@ def run_all(
 
     p, ws, dev = _setup(params, workdir, device, processes=True)
     console.rule(escape(f"wsseg run-all on {p.data.source} ({dev})"))
-    native = native_bfloat16(torch.device(dev))
+    native = native_bfloat16(dev)
     if not native and (asked := p.bfloat16_sections()):
-        _say(console, "[yellow]note:[/yellow]", _float32_note(asked, dev))
+        note = (
+            f"bfloat16 (mixed_precision) is asked for in {', '.join(asked)}, but this {dev} does not compute it "
+            "natively (a CPU needs AMX or AVX512-BF16): those networks run in float32, more slowly"
+        )
+        _say(console, "[yellow]note:[/yellow]", note)
     timings = []
     start = time.perf_counter()
     for made_by, key in planned_steps(p):

@@ -41,9 +41,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def native_bfloat16(device: torch.device) -> bool:
+def native_bfloat16(device: torch.device | str) -> bool:
     """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX
     or AVX512-BF16. Elsewhere (e.g. an AVX2-only CPU) bfloat16 is emulated and far slower than float32."""
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up with a fallback
