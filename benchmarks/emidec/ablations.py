@@ -170,6 +170,10 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         ("slice", "stack"),
         {"pseudo_label": {"config": {"myocardium_threshold": 0.3}}},
     ),
+    "option: pseudo-labels from two Otsu classes (not 3)": (
+        ("slice", "stack"),
+        {"pseudo_label": {"config": {"otsu_classes": 2}}},
+    ),
     "option: one round of self-training": ("slice", {"segmentation": {"additions": {"self_training": {"slice": 1}}}}),
     "option: CAMs averaged over scales 1 and 1.5": (("slice", "stack"), {"cam": {"additions": {"scales": [1.0, 1.5]}}}),
     "option: stack-level CAMs over scales 1 and 1.5, pseudo-labels inside the wall above 0.3": (
