@@ -6,7 +6,7 @@ import torch
 from wsseg.atomic import staged_folder
 from wsseg.checkpoint import read_checkpoint
 from wsseg.data import cache
-from wsseg.data.cache import read_cache, write_cache
+from wsseg.data.cache import content_digest, read_cache, write_cache
 from wsseg.errors import CacheError
 from wsseg.hashing import config_hash
 
@@ -25,6 +25,19 @@ def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):
     assert [r.shape for r in loaded["ragged"]] == [(2, 3), (0, 0), (2, 2)]
     np.testing.assert_array_equal(loaded["ragged"][2], ragged[2])
     assert loaded.attrs["level"] == "slice"
+
+
+def test_the_content_digest_follows_the_arrays_not_the_configuration(tmp_path):
+    arrays = {"images": np.zeros((2, 4, 4), np.float32), "case_id": np.array(["a", "b"]), "ragged": [np.ones((1, 2))]}
+    digests = []
+    for name, config, edit in (("a", "one", None), ("b", "two", None), ("c", "one", "case_id"), ("d", "one", "ragged")):
+        changed = {**arrays, "case_id": np.array(["a", "c"])} if edit == "case_id" else dict(arrays)
+        if edit == "ragged":
+            changed["ragged"] = [np.ones((2, 1))]  # same values, another shape
+        write_cache(tmp_path / f"{name}.h5", changed, config=config)
+        digests.append(content_digest(tmp_path / f"{name}.h5"))
+    assert digests[0] == digests[1] and len(set(digests)) == 3
+    assert content_digest(tmp_path / "missing.h5") is None
 
 
 def test_images_are_chunked_per_slice_and_compressed(tmp_path):

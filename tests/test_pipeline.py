@@ -17,7 +17,7 @@ from wsseg.config import validate_params
 from wsseg.data.cache import read_cache
 from wsseg.data.geometry import crop
 from wsseg.interfaces import CAMOutput
-from wsseg.pipeline import planned_steps
+from wsseg.pipeline import planned_steps, run_stage, stage_named
 from wsseg.registry import get_plugin
 from wsseg.stages.fibrosis import self_labels, train_fibrosis, training_set
 from wsseg.stages.predict import Predictor
@@ -66,6 +66,51 @@ def test_run_all_writes_metrics_report_and_summary(pipeline_run):
     for figure in ("overlays.png", "cams.png", "curves.png"):
         assert (workdir / "report" / figure).stat().st_size > 10_000
     assert (workdir / "curves" / "cam-slice" / "plots" / "metrics" / "loss.tsv").exists()
+
+
+@pytest.fixture
+def copied_run(pipeline_run, tmp_path) -> Workspace:
+    """A copy of the shared run's workspace, its dataset ingested again so that it names the copy's files."""
+    ws = Workspace(tmp_path / "data")
+    shutil.copytree(pipeline_run[1], ws.root)
+    run_stage(stage_named("ingest"), validate_params(TINY_PARAMS), ws)
+    return ws
+
+
+def _run_all(ws: Workspace, monkeypatch, params: dict, *options: str) -> list[str]:
+    """run-all on ``ws``: the steps it runs (really running ingest only, recording the others)."""
+    import wsseg.cli as cli
+
+    ran = []
+
+    def record(stage, p, workspace, key, device):
+        ran.append(stage.command + stage.option(key))
+        if stage.command == "ingest":
+            run_stage(stage, p, workspace, key, device)
+
+    monkeypatch.setattr(cli, "run_stage", record)
+    config = write_params(ws.root.parent, params)
+    result = runner.invoke(app, ["run-all", "-p", str(config), "-w", str(ws.root), *options])
+    assert result.exit_code == 0, result.output
+    return ran
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_run_all_keeps_what_is_current_and_reruns_what_params_changed(copied_run, monkeypatch, force):
+    changed = merge(TINY_PARAMS, {"segmentation": {"threshold": 0.6}})  # read by predict only
+    ran = _run_all(copied_run, monkeypatch, changed, *(["--force"] * force))
+    steps = [stage.command + stage.option(key) for stage, key in planned_steps(validate_params(changed))]
+    predicts = [f"predict --supervision {s}" for s in ("pixel", "slice", "stack")]
+    assert ran == (steps if force else ["synth", "ingest", *predicts, "evaluate", "report"])
+    timings = json.loads(copied_run.timings.read_text())["stages"]
+    assert [s["stage"] for s in timings if s["seconds"] is None] == [step for step in steps if step not in ran]
+
+
+def test_run_all_reruns_every_stage_after_the_dataset_changed(copied_run, monkeypatch):
+    image = next((copied_run.synthetic / "images").glob("*.png"))
+    Image.fromarray(255 - np.asarray(Image.open(image))).save(image)
+    ran = _run_all(copied_run, monkeypatch, TINY_PARAMS)
+    assert ran == [stage.command + stage.option(key) for stage, key in planned_steps(validate_params(TINY_PARAMS))]
 
 
 def test_weak_stages_never_pseudo_label_outside_the_train_split(pipeline_run):

@@ -13,16 +13,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wsseg.checkpoint import load_plugin, resume_path, save_plugin
+from wsseg.checkpoint import load_plugin, read_checkpoint, resume_path, save_plugin
 from wsseg.config import PLUGIN_KINDS, Params
 from wsseg.data.cache import Cache, read_cache, write_cache
 from wsseg.data.roi import RoiData
+from wsseg.errors import CacheError
 from wsseg.pipeline import artefact_path, lineage, producer, rerun_command
 from wsseg.registry import get_plugin
 from wsseg.training import Monitor, seed_everything
 from wsseg.workspace import Workspace
 
-__all__ = ["build_plugin", "load_model", "read_artefact", "read_roi_data", "train_model", "write_artefact"]
+__all__ = [
+    "build_plugin",
+    "is_current",
+    "load_model",
+    "read_artefact",
+    "read_roi_data",
+    "train_model",
+    "write_artefact",
+]
 
 
 def read_artefact(params: Params, ws: Workspace, artefact: str, key: str | None = None) -> Cache:
@@ -32,6 +41,22 @@ def read_artefact(params: Params, ws: Workspace, artefact: str, key: str | None 
         expected_config=lineage(params, artefact, key),
         rerun=rerun_command(artefact, key),
     )
+
+
+def is_current(params: Params, ws: Workspace, artefact: str, key: str | None = None) -> bool:
+    """Whether the cache or model ``artefact`` exists, stamped with its current lineage and this wsseg version.
+
+    Folders and metrics carry no stamp: they never are.
+    """
+    kind = producer(artefact).kind
+    if kind not in ("cache", "model"):
+        return False
+    read = read_checkpoint if kind == "model" else read_cache
+    try:
+        read(artefact_path(ws, artefact, key), expected_config=lineage(params, artefact, key))
+    except CacheError:
+        return False
+    return True
 
 
 def read_roi_data(params: Params, ws: Workspace) -> RoiData:

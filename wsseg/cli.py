@@ -19,7 +19,7 @@ from rich.table import Table
 from wsseg import distributed
 from wsseg.config import Params, Supervision, load_params, parse_yaml
 from wsseg.errors import ConfigError, PluginError, WssegError, excerpt, one_line
-from wsseg.pipeline import STAGES, dvc_yaml, planned_steps, run_stage, stage_named
+from wsseg.pipeline import STAGES, artefact_path, dvc_yaml, planned_steps, run_stage, stage_named
 from wsseg.registry import GROUPS, Kind, disable, enable, get_plugin, kinds_of, list_plugins
 from wsseg.training import native_bfloat16, resolve_device
 from wsseg.workspace import Workspace
@@ -329,12 +329,51 @@ def _peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _run_steps(p: Params, ws: Workspace, dev: str, force: bool) -> list[tuple[str, float | None, float]]:
+    """Run ``run-all``'s steps in order, keeping the current ones unless ``force``.
+
+    Returns each step's name, seconds (None: kept) and the peak memory so far (MiB).
+    """
+    from wsseg.artefacts import is_current
+    from wsseg.data.cache import content_digest
+
+    timings: list[tuple[str, float | None, float]] = []
+    changed: set[tuple[str, str | None]] = set()  # artefacts this run rewrote with new content
+    for made_by, key in planned_steps(p):
+        name, made = made_by.command + made_by.option(key), (made_by.makes, key)
+        inputs_changed = changed.intersection(made_by.upstream(p, key))
+        if not (force or made_by.reads_source or inputs_changed) and is_current(p, ws, *made):
+            console.print(f"[dim]▶ wsseg {name}: kept, its {made_by.summary.format(key=key)} is current[/dim]")
+            timings.append((name, None, _peak_memory_mib()))
+            continue
+        console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
+        path = artefact_path(ws, *made)
+        before, began = content_digest(path), time.perf_counter()
+        run_stage(made_by, p, ws, key, dev)
+        timings.append((name, time.perf_counter() - began, _peak_memory_mib()))
+        if before is None or content_digest(path) != before:  # models and folders always count as new
+            changed.add(made)
+    return timings
+
+
 @app.command("run-all")
 @_friendly_errors
 def run_all(
-    params: ParamsOption = Path("params.yaml"), workdir: WorkdirOption = Path("data"), device: DeviceOption = None
+    params: ParamsOption = Path("params.yaml"),
+    workdir: WorkdirOption = Path("data"),
+    device: DeviceOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run every stage, also those whose cache or model is current.")
+    ] = False,
 ) -> None:
-    """Run the whole pipeline with params.yaml, then print the metrics and a timing summary."""
+    """Run the whole pipeline with params.yaml, then print the metrics and a timing summary.
+
+    A stage whose cache or model in --workdir was made with the current params and wsseg version,
+    from inputs this run did not change, is kept: a rerun after an interruption or a params change
+    runs only what is out of date, and an interrupted training resumes after its last finished
+    epoch. The dataset is always read again (what follows is kept only if it comes out the same);
+    evaluation and the report always run.
+    """
     from wsseg.stages.evaluate import metrics_table
 
     p, ws, dev = _setup(params, workdir, device, processes=True)
@@ -346,14 +385,8 @@ def run_all(
             "natively (a CPU needs AMX or AVX512-BF16): those networks run in float32, more slowly"
         )
         _say(console, "[yellow]note:[/yellow]", note)
-    timings = []
     start = time.perf_counter()
-    for made_by, key in planned_steps(p):
-        name = made_by.command + made_by.option(key)
-        console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
-        began = time.perf_counter()
-        run_stage(made_by, p, ws, key, dev)
-        timings.append((name, time.perf_counter() - began, _peak_memory_mib()))
+    timings = _run_steps(p, ws, dev, force)
     total = time.perf_counter() - start
     console.print(metrics_table(json.loads(ws.metrics.read_text())))
     table = Table(title="run-all summary")
@@ -361,11 +394,11 @@ def run_all(
     table.add_column("seconds", justify="right")
     table.add_column("peak memory so far (MiB)", justify="right")
     for name, seconds, memory in timings:
-        table.add_row(name, f"{seconds:.1f}", f"{memory:.0f}")
+        table.add_row(name, "kept" if seconds is None else f"{seconds:.1f}", f"{memory:.0f}")
     table.add_row("[bold]total[/bold]", f"[bold]{total:.1f}[/bold]", f"[bold]{_peak_memory_mib():.0f}[/bold]")
     console.print(table)
     stages = [
-        {"stage": name, "seconds": round(seconds, 1), "peak_mib_so_far": round(memory)}
+        {"stage": name, "seconds": None if seconds is None else round(seconds, 1), "peak_mib_so_far": round(memory)}
         for name, seconds, memory in timings
     ]
     summary = {

@@ -85,6 +85,8 @@ class Stage:
     """Whether it takes ``--device``."""
     processes: bool = False
     """Whether it runs on the torchrun processes of params' ``distributed`` section."""
+    reads_source: bool = False
+    """Whether it reads the dataset folder, which no lineage covers (``run-all`` always runs it)."""
     extra_outs: Callable[[Workspace, str | None], list[Path]] = field(default=lambda ws, key: [])
     """Files it writes beside its artefact (kept out of DVC's cache); a model's training curves are implied."""
 
@@ -159,6 +161,7 @@ STAGES: tuple[Stage, ...] = (
         kind="cache",
         params=("data.source", "data.field_of_view", "data.image_size", "data.pixel_spacing", "data.grid_spacing"),
         upstream=lambda p, key: [("synthetic", None)] if p.data.source == "synthetic" else [],
+        reads_source=True,
     ),
     Stage(
         command="train-heart",

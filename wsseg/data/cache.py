@@ -1,11 +1,13 @@
 """HDF5 caches between pipeline stages: one dataset per array, written atomically.
 
 Each cache carries the hash of the configuration that produced it and the wsseg version, so a
-stage can refuse an upstream cache made by another configuration instead of silently using it.
+stage can refuse an upstream cache made by another configuration instead of silently using it, and
+a digest of its arrays, so that a rewritten cache can be told to hold what it held before.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,19 @@ def _store(group: h5py.File, name: str, value: np.ndarray) -> None:
         group.create_dataset(name, data=value)
 
 
+def _digest(arrays: Mapping[str, Any]) -> str:
+    """A hash of the names, shapes, types and values of ``arrays`` (ragged lists part by part)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = arrays[name]
+        for part in value if isinstance(value, list) else [value]:
+            part = np.asarray(part)
+            digest.update(f"{name}{part.shape}{part.dtype}".encode())
+            values = part.astype(str) if part.dtype.kind == "O" else np.ascontiguousarray(part)
+            digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
+
+
 @distributed.on_main
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: str, **attrs: Any) -> Path:
     """Write ``arrays`` to ``path`` through a temporary file and an atomic rename.
@@ -39,7 +54,8 @@ def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], *, config: s
     """
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs.update({"config_hash": config, "wsseg_version": __version__, **attrs})
+        stamp = {"config_hash": config, "wsseg_version": __version__, "content_digest": _digest(arrays)}
+        f.attrs.update({**stamp, **attrs})
         for name, value in arrays.items():
             if isinstance(value, list):
                 group = f.create_group(name)
@@ -72,6 +88,16 @@ def _load(item: h5py.Dataset | h5py.Group) -> Any:
     if h5py.check_string_dtype(item.dtype) is not None:
         value = item.asstr()[()]
     return value
+
+
+def content_digest(path: str | Path) -> str | None:
+    """The digest of the arrays in the cache at ``path`` (None if there is no readable one)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("content_digest")
+    except OSError:
+        return None
+    return None if value is None else str(value)
 
 
 def read_cache(path: str | Path, *, expected_config: str | None = None, rerun: str = "") -> Cache:
