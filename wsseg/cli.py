@@ -343,7 +343,7 @@ def _run_steps(p: Params, ws: Workspace, dev: str, force: bool) -> list[tuple[st
         name, made = made_by.command + made_by.option(key), (made_by.makes, key)
         inputs_changed = changed.intersection(made_by.upstream(p, key))
         if not (force or made_by.reads_source or inputs_changed) and is_current(p, ws, *made):
-            console.print(f"[dim]▶ wsseg {name}: kept, its {made_by.summary.format(key=key)} is current[/dim]")
+            console.print(f"[dim]▶ wsseg {name}: kept (current)[/dim]")
             timings.append((name, None, _peak_memory_mib()))
             continue
         console.print(f"[bold cyan]▶ wsseg {name}[/bold cyan]")
