@@ -29,13 +29,15 @@ def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):
 
 def test_the_content_digest_follows_the_arrays_not_the_configuration(tmp_path):
     arrays = {"images": np.zeros((2, 4, 4), np.float32), "case_id": np.array(["a", "b"]), "ragged": [np.ones((1, 2))]}
-    digests = []
-    for name, config, edit in (("a", "one", None), ("b", "two", None), ("c", "one", "case_id"), ("d", "one", "ragged")):
-        changed = {**arrays, "case_id": np.array(["a", "c"])} if edit == "case_id" else dict(arrays)
-        if edit == "ragged":
-            changed["ragged"] = [np.ones((2, 1))]  # same values, another shape
-        write_cache(tmp_path / f"{name}.h5", changed, config=config)
-        digests.append(content_digest(tmp_path / f"{name}.h5"))
+    variants = {
+        "a": (arrays, "one"),
+        "b": (arrays, "two"),
+        "c": ({**arrays, "case_id": np.array(["a", "c"])}, "one"),
+        "d": ({**arrays, "ragged": [np.ones((2, 1))]}, "one"),  # same values, another shape
+    }
+    for name, (content, config) in variants.items():
+        write_cache(tmp_path / f"{name}.h5", content, config=config)
+    digests = [content_digest(tmp_path / f"{name}.h5") for name in variants]
     assert digests[0] == digests[1] and len(set(digests)) == 3
     assert content_digest(tmp_path / "missing.h5") is None
 
