@@ -6,7 +6,7 @@ import torch
 from wsseg.atomic import staged_folder
 from wsseg.checkpoint import read_checkpoint
 from wsseg.data import cache
-from wsseg.data.cache import content_digest, read_cache, write_cache
+from wsseg.data.cache import check_cache, content_digest, read_cache, write_cache
 from wsseg.errors import CacheError
 from wsseg.hashing import config_hash
 
@@ -25,6 +25,7 @@ def test_round_trip_keeps_arrays_strings_ragged_and_attributes(tmp_path):
     assert [r.shape for r in loaded["ragged"]] == [(2, 3), (0, 0), (2, 2)]
     np.testing.assert_array_equal(loaded["ragged"][2], ragged[2])
     assert loaded.attrs["level"] == "slice"
+    assert check_cache(tmp_path / "c.h5", expected_config="abc") == loaded.attrs
 
 
 def test_the_content_digest_follows_the_arrays_not_the_configuration(tmp_path):
@@ -49,18 +50,20 @@ def test_images_are_chunked_per_slice_and_compressed(tmp_path):
         assert f["images"].compression == "gzip"
 
 
-def test_other_configuration_is_refused_with_the_command_to_rerun(tmp_path):
+@pytest.mark.parametrize("read", [read_cache, check_cache])
+def test_other_configuration_is_refused_with_the_command_to_rerun(read, tmp_path):
     write_cache(tmp_path / "c.h5", {"x": np.zeros(3)}, config="one")
     with pytest.raises(CacheError, match="another configuration.*wsseg ingest"):
-        read_cache(tmp_path / "c.h5", expected_config="two", rerun="wsseg ingest")
+        read(tmp_path / "c.h5", expected_config="two", rerun="wsseg ingest")
 
 
-def test_other_version_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("read", [read_cache, check_cache])
+def test_other_version_is_refused(read, tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "__version__", "0.0.0-old")
     write_cache(tmp_path / "c.h5", {"x": np.zeros(3)}, config="one")
     monkeypatch.undo()
     with pytest.raises(CacheError, match="0.0.0-old"):
-        read_cache(tmp_path / "c.h5")
+        read(tmp_path / "c.h5")
 
 
 def test_failed_write_leaves_the_previous_cache_and_no_temporary_file(tmp_path):
@@ -76,12 +79,13 @@ def test_failed_write_leaves_the_previous_cache_and_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
 
 
-def test_missing_and_corrupt_caches_give_clear_errors(tmp_path):
+@pytest.mark.parametrize("read", [read_cache, check_cache])
+def test_missing_and_corrupt_caches_give_clear_errors(read, tmp_path):
     with pytest.raises(CacheError, match="does not exist"):
-        read_cache(tmp_path / "none.h5")
+        read(tmp_path / "none.h5")
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(CacheError, match="not a readable HDF5"):
-        read_cache(tmp_path / "bad.h5")
+        read(tmp_path / "bad.h5")
 
 
 def test_config_hash_is_stable_and_sensitive():

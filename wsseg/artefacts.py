@@ -15,7 +15,7 @@ from typing import Any
 
 from wsseg.checkpoint import load_plugin, read_checkpoint, resume_path, save_plugin
 from wsseg.config import PLUGIN_KINDS, Params
-from wsseg.data.cache import Cache, read_cache, write_cache
+from wsseg.data.cache import Cache, check_cache, read_cache, write_cache
 from wsseg.data.roi import RoiData
 from wsseg.errors import CacheError
 from wsseg.pipeline import artefact_path, lineage, producer, rerun_command
@@ -25,6 +25,7 @@ from wsseg.workspace import Workspace
 
 __all__ = [
     "build_plugin",
+    "check_current",
     "is_current",
     "load_model",
     "read_artefact",
@@ -43,17 +44,24 @@ def read_artefact(params: Params, ws: Workspace, artefact: str, key: str | None 
     )
 
 
+def check_current(params: Params, ws: Workspace, artefact: str, key: str | None = None) -> None:
+    """Raise :class:`~wsseg.errors.CacheError` unless the cache or model ``artefact`` carries its current lineage.
+
+    A cache's stamp alone is read; a model is loaded (on the CPU) to read its own.
+    """
+    check = read_checkpoint if producer(artefact).kind == "model" else check_cache
+    check(artefact_path(ws, artefact, key), expected_config=lineage(params, artefact, key))
+
+
 def is_current(params: Params, ws: Workspace, artefact: str, key: str | None = None) -> bool:
     """Whether the cache or model ``artefact`` exists, stamped with its current lineage and this wsseg version.
 
     Folders and metrics carry no stamp: they never are.
     """
-    kind = producer(artefact).kind
-    if kind not in ("cache", "model"):
+    if producer(artefact).kind not in ("cache", "model"):
         return False
-    read = read_checkpoint if kind == "model" else read_cache
     try:
-        read(artefact_path(ws, artefact, key), expected_config=lineage(params, artefact, key))
+        check_current(params, ws, artefact, key)
     except CacheError:
         return False
     return True

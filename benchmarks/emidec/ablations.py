@@ -23,10 +23,8 @@ from pathlib import Path
 
 from seeded_run import PARAMS, SEED, WORKDIR  # benchmarks/emidec/, beside this script
 
-from wsseg.artefacts import read_artefact
-from wsseg.checkpoint import read_checkpoint
+from wsseg.artefacts import check_current, read_artefact
 from wsseg.config import Params, merge, read_mapping, validate_params
-from wsseg.data.cache import read_cache
 from wsseg.errors import CacheError
 from wsseg.pipeline import Stage, artefact_path, lineage, planned_steps, run_stage
 from wsseg.reference import REFERENCES
@@ -330,7 +328,7 @@ def _steps(
         linked = lineage(params, stage.makes, key) == expected and base_path.exists()
         if linked:
             try:
-                (read_checkpoint if base_path.suffix == ".pt" else read_cache)(base_path, expected_config=expected)
+                check_current(base_params, base_ws, stage.makes, key)
             except CacheError as error:
                 raise SystemExit(f"the benchmark run is stale: {error} Rerun benchmarks/emidec/run.sh.") from None
         elif stage.command not in OWN_STAGES:
