@@ -74,17 +74,21 @@ def test_test_time_flips_change_the_lineage_of_what_they_predict():
 
 
 @pytest.mark.parametrize(
-    ("section", "model", "changed", "kept"),
-    [("segmentation", "fibrosis_model", "pixel", "slice"), ("cam", "cam_model", "stack", "slice")],
+    ("section", "model", "changed", "kept", "key"),
+    [
+        ("segmentation", "fibrosis_model", "pixel", "slice", "epochs"),
+        ("cam", "cam_model", "stack", "slice", "epochs"),
+        ("pseudo_label", "pseudo_labels", "slice", "stack", "otsu_classes"),
+    ],
 )
-def test_overrides_change_one_level_only(section, model, changed, kept):
-    base, longer = validate_params({}), validate_params({section: {"overrides": {changed: {"epochs": 160}}}})
-    assert longer.plugin_config(section, changed).epochs == 160
-    assert longer.plugin_config(section, kept) == base.plugin_config(section, kept)
-    assert lineage(longer, model, changed) != lineage(base, model, changed)
-    assert lineage(longer, model, kept) == lineage(base, model, kept)
-    with pytest.raises(ConfigError, match=f"{section}.overrides.{changed}.epochs: Input should be a valid integer"):
-        validate_params({section: {"overrides": {changed: {"epochs": "many"}}}})
+def test_overrides_change_one_level_only(section, model, changed, kept, key):
+    base, other = validate_params({}), validate_params({section: {"overrides": {changed: {key: 4}}}})
+    assert getattr(other.plugin_config(section, changed), key) == 4
+    assert other.plugin_config(section, kept) == base.plugin_config(section, kept)
+    assert lineage(other, model, changed) != lineage(base, model, changed)
+    assert lineage(other, model, kept) == lineage(base, model, kept)
+    with pytest.raises(ConfigError, match=f"{section}.overrides.{changed}.{key}: Input should be a valid integer"):
+        validate_params({section: {"overrides": {changed: {key: "many"}}}})
 
 
 def test_the_slice_level_labeler_changes_the_lineage_of_slice_level_predictions_only():

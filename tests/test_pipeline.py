@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_PARAMS, merge, write_params
-from wsseg.artefacts import read_artefact, read_roi_data
+from wsseg.artefacts import read_artefact, read_roi_data, write_artefact
 from wsseg.checkpoint import load_plugin
 from wsseg.cli import app
 from wsseg.config import validate_params
@@ -173,23 +173,26 @@ def test_predict_with_split_reads_only_that_split_of_a_dataset_folder(pipeline_r
     assert result.exit_code == 2 and "--split" in result.output
 
 
-def test_a_third_party_pseudo_labeler_runs_in_the_pipeline(pipeline_run, tmp_path):
+def test_a_third_party_pseudo_labeler_runs_in_the_pipeline_with_its_levels_overrides(pipeline_run, tmp_path):
     _, workdir, _ = pipeline_run
     copy = shutil.copytree(workdir, tmp_path / "data")
-    params = write_params(
-        tmp_path, {**TINY_PARAMS, "pseudo_label": {"plugin": "cam-threshold", "config": {"fraction": 0.3}}}
-    )
+    labeling = {"plugin": "cam-threshold", "config": {"fraction": 0.6}, "overrides": {"slice": {"fraction": 0.3}}}
+    raw = {**TINY_PARAMS, "pseudo_label": labeling}
+    params = write_params(tmp_path, raw)
+    cams = read_cache(copy / "cache" / "cams-slice.h5")
+    shifted = {**cams, "cams": cams["cams"] - cams["cams"].min()}  # the tiny run's CAMs are all below 0
+    write_artefact(validate_params(raw), Workspace(copy), "cams", "slice", shifted, level="slice")
     for command in (["pseudo-label", "--level", "slice"], ["train-seg", "--supervision", "slice"]):
         result = runner.invoke(app, [*command, "-p", str(params), "-w", str(copy)])
         assert result.exit_code == 0, result.output
     pseudo = read_cache(copy / "cache" / "pseudo-slice.h5")
     assert pseudo.attrs["plugin"] == "cam-threshold"
-    cams = read_cache(copy / "cache" / "cams-slice.h5")["cams"]
     labeler = CAMThresholdLabeler({"fraction": 0.3})
-    shape = pseudo["masks"].shape[1:]
-    expected = [labeler.label(cams[i], np.zeros(shape), np.zeros(shape), True) for i in pseudo["index"]]
+    blank = np.zeros(pseudo["masks"].shape[1:])
+    expected = np.array([labeler.label(shifted["cams"][i], blank, blank, True) for i in pseudo["index"]])
     positives = read_cache(copy / "cache" / "dataset.h5")["slice_label"][pseudo["index"]] == 1
-    np.testing.assert_array_equal(pseudo["masks"][positives], np.array(expected)[positives])
+    assert expected[positives].any()
+    np.testing.assert_array_equal(pseudo["masks"][positives], expected[positives])
 
 
 def test_a_stale_upstream_cache_is_refused_naming_the_command_to_rerun(pipeline_run, tmp_path):

@@ -207,6 +207,10 @@ class CAMParams(PluginSection):
 
 class PseudoLabelParams(PluginSection):
     plugin: str = "otsu-crf"
+    overrides: dict[Level, dict] = Field(
+        default_factory=dict,
+        description="config keys that differ for one level's pseudo-labels, e.g. {slice: {otsu_classes: 2}}",
+    )
 
 
 class SegmentationAdditions(Section):
@@ -369,8 +373,8 @@ class Params(Section):
     def plugin_config(self, section: str, key: str | None = None) -> PluginConfig:
         """The validated config of a plugin section (``myocardium``, ``cam``, ...).
 
-        For ``cam`` with a level ``key`` and ``segmentation`` with a supervision ``key``, that key's
-        ``overrides`` are applied.
+        For ``cam`` and ``pseudo_label`` with a level ``key`` and ``segmentation`` with a supervision
+        ``key``, that key's ``overrides`` are applied.
         """
         chosen: PluginSection = getattr(self, section)
         overrides = getattr(chosen, "overrides", {}).get(key, {}) if key is not None else {}

@@ -22,7 +22,7 @@ def pseudo_label(params: Params, ws: Workspace, level: Level) -> Path:
     """
     roi = read_roi_data(params, ws)
     cams = read_artefact(params, ws, "cams", level)
-    labeler = build_plugin(params, "pseudo_label")
+    labeler = build_plugin(params, "pseudo_label", level)
     labels = weak_labels(roi, level)
     index = np.flatnonzero((roi.dataset["split"] == "train") & (labels >= 0))
 
