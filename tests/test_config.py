@@ -117,7 +117,8 @@ def test_a_profile_lists_only_what_differs_from_the_file_it_extends(tmp_path):
 
 def test_the_benchmark_profile_extends_the_repository_params():
     profile, base = load_params("benchmarks/emidec/params.yaml"), load_params("params.yaml")
-    assert profile.data.source != base.data.source and profile.pseudo_label == base.pseudo_label
+    assert profile.data.source != base.data.source and profile.pseudo_label.overrides != base.pseudo_label.overrides
+    assert profile.pseudo_label.config == base.pseudo_label.config  # the section is merged, not replaced
 
 
 @pytest.mark.parametrize(

@@ -168,9 +168,13 @@ VARIANTS: dict[str, tuple[str | tuple[str, ...], dict]] = {
         ("slice", "stack"),
         {"pseudo_label": {"config": {"myocardium_threshold": 0.3}}},
     ),
-    "option: pseudo-labels from two Otsu classes (not 3)": (
-        ("slice", "stack"),
-        {"pseudo_label": {"config": {"otsu_classes": 2}}},
+    "slice-level pseudo-labels from three Otsu classes (the previous profile)": (
+        "slice",
+        {"pseudo_label": {"overrides": {"slice": {"otsu_classes": 3}}}},
+    ),
+    "option: stack-level pseudo-labels from two Otsu classes (not 3)": (
+        "stack",
+        {"pseudo_label": {"overrides": {"stack": {"otsu_classes": 2}}}},
     ),
     "option: one round of self-training": ("slice", {"segmentation": {"additions": {"self_training": {"slice": 1}}}}),
     "option: CAMs averaged over scales 1 and 1.5": (("slice", "stack"), {"cam": {"additions": {"scales": [1.0, 1.5]}}}),
