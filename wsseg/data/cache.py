@@ -103,30 +103,31 @@ def content_digest(path: str | Path) -> str | None:
 def check_cache(path: str | Path, *, expected_config: str | None = None, rerun: str = "") -> dict[str, Any]:
     """The stamp (attributes) of the cache at ``path``, refusing one from another configuration or wsseg version.
 
-    ``rerun`` names the command that rebuilds the cache; it is put in the error message.
+    Only the stamp is read. ``rerun`` names the command that rebuilds the cache; it is put in the error message.
     """
-    path = Path(path)
+    return _open_checked(Path(path), expected_config, rerun, with_arrays=False).attrs
+
+
+def read_cache(path: str | Path, *, expected_config: str | None = None, rerun: str = "") -> Cache:
+    """Read a cache, refusing one from another configuration or wsseg version (as :func:`check_cache`)."""
+    return _open_checked(Path(path), expected_config, rerun, with_arrays=True)
+
+
+def _open_checked(path: Path, expected_config: str | None, rerun: str, with_arrays: bool) -> Cache:
+    """The cache at ``path``, its stamp checked before any array is read (none unless ``with_arrays``)."""
     hint = f" Run `{rerun}` first." if rerun else ""
     if not path.exists():
         raise CacheError(f"{path} does not exist.{hint}")
     try:
         with h5py.File(path, "r") as f:
             attrs = dict(f.attrs)
+            if attrs.get("wsseg_version") != __version__:
+                raise CacheError(
+                    f"{path} was written by wsseg {attrs.get('wsseg_version')}, this is {__version__}.{hint}"
+                )
+            if expected_config is not None and attrs.get("config_hash") != expected_config:
+                raise CacheError(f"{path} was written with another configuration (params changed).{hint}")
+            arrays = {name: _load(f[name]) for name in f} if with_arrays else {}
     except OSError as exc:
         raise CacheError(f"{path} is not a readable HDF5 cache ({exc}).{hint}") from exc
-    if attrs.get("wsseg_version") != __version__:
-        raise CacheError(f"{path} was written by wsseg {attrs.get('wsseg_version')}, this is {__version__}.{hint}")
-    if expected_config is not None and attrs.get("config_hash") != expected_config:
-        raise CacheError(f"{path} was written with another configuration (params changed).{hint}")
-    return attrs
-
-
-def read_cache(path: str | Path, *, expected_config: str | None = None, rerun: str = "") -> Cache:
-    """Read a cache, refusing one from another configuration or wsseg version (as :func:`check_cache`)."""
-    attrs = check_cache(path, expected_config=expected_config, rerun=rerun)
-    try:
-        with h5py.File(path, "r") as f:
-            arrays = {name: _load(f[name]) for name in f}
-    except OSError as exc:
-        raise CacheError(f"{path} has an unreadable array ({exc}).{f' Run `{rerun}` first.' if rerun else ''}") from exc
-    return Cache(Path(path), arrays, attrs)
+    return Cache(path, arrays, attrs)
